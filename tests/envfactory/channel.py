@@ -1,0 +1,102 @@
+"""A local file channel, indexed and installed from by py-rattler (the engine behind pixi).
+
+Environments made here are real: rattler solves against ``repodata.json``, extracts packages into a
+package cache, hard-links unmodified files from it, rewrites prefixes, creates noarch entry points
+and writes ``conda-meta/`` — exactly what it does for users.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from rattler import Channel, Gateway, MatchSpec, Platform
+from rattler import install as rattler_install
+from rattler import solve as rattler_solve
+from rattler.index import index_fs
+
+from .cache import link_or_copy
+from .constants import LINUX_64, NOARCH, PLACEHOLDER_LENGTH
+
+#: Marker file in package caches shared between environments: variants that delete the cache
+#: refuse to touch a directory carrying it.
+SHARED_CACHE_MARKER = ".envfactory-shared-cache"
+
+
+def spec_name(spec: str) -> str:
+    """Package name of a match spec such as ``python 3.11.*`` or ``pip>=22``."""
+    match = re.match(r"\s*([A-Za-z0-9_.\-]+)", spec)
+    if not match:
+        raise ValueError(f"cannot read a package name from spec {spec!r}")
+    return match.group(1)
+
+
+class LocalChannel:
+    """``root/{linux-64,noarch}`` holding package files; re-indexed lazily after additions."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        for subdir in (LINUX_64, NOARCH):
+            (root / subdir).mkdir(parents=True, exist_ok=True)
+        self._generation = 0
+        self._indexed_generation = -1
+
+    @property
+    def url(self) -> str:
+        return self.root.resolve().as_uri()
+
+    def add(self, packages: Iterable[Path]) -> None:
+        """Place package files (hard links when possible) in their subdir."""
+        for pkg in packages:
+            target = self.root / pkg.parent.name / pkg.name
+            if target.exists() and target.stat().st_size == pkg.stat().st_size:
+                continue
+            link_or_copy(pkg, target)
+            self._generation += 1
+
+    def ensure_indexed(self) -> None:
+        if self._indexed_generation == self._generation and self._has_repodata():
+            return
+        asyncio.run(index_fs(self.root, force=True, write_zst=False, write_shards=False))
+        self._indexed_generation = self._generation
+
+    def _has_repodata(self) -> bool:
+        return all((self.root / s / "repodata.json").exists() for s in (LINUX_64, NOARCH))
+
+    def install(
+        self,
+        prefix: Path,
+        specs: Sequence[str],
+        pkgs_dir: Path,
+        gateway_cache: Path,
+        platform: str = LINUX_64,
+    ) -> None:
+        """Solve ``specs`` against this channel alone and install the result into ``prefix``."""
+        if len(str(prefix)) > PLACEHOLDER_LENGTH:
+            # rattler would refuse too, but only after creating a half-installed prefix.
+            raise ValueError(f"prefix longer than the {PLACEHOLDER_LENGTH}-char placeholder")
+        self.ensure_indexed()
+        asyncio.run(self._solve_and_install(prefix, list(specs), pkgs_dir, gateway_cache,
+                                            platform))
+
+    async def _solve_and_install(
+        self, prefix: Path, specs: list[str], pkgs_dir: Path, gateway_cache: Path, platform: str
+    ) -> None:
+        # A gateway cache per index generation: never serve repodata from before an addition.
+        gateway = Gateway(cache_dir=gateway_cache / f"gen{self._indexed_generation}")
+        records = await rattler_solve(
+            sources=[Channel(self.url)],
+            specs=specs,
+            gateway=gateway,
+            platforms=[Platform(platform), Platform(NOARCH)],
+            virtual_packages=[],
+        )
+        await rattler_install(
+            records,
+            target_prefix=prefix,
+            cache_dir=pkgs_dir,
+            show_progress=False,
+            requested_specs=[MatchSpec(s)._match_spec for s in specs],
+        )

@@ -1,0 +1,105 @@
+"""Build recipes into package files, once per machine, keyed by a hash of their inputs.
+
+Layout under the cache directory::
+
+    pkgs/<name>/<key>/<subdir>/<name>-<version>-h<key8>_0.<ext>   finished packages
+    build/<name>-<key>/                                          scratch (removed after use)
+
+The key covers the recipe's metadata and the source of every module that shapes the package, so
+editing a recipe rebuilds it on the next run while untouched packages are reused.  The key is also
+part of the build string, so two different builds never share a file name (installers key their
+package caches by file name).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from .cache import fresh_dir, hash_inputs, locked, module_sources
+from .cpython import CPython
+from .pkgbuild import PackageMeta, build_package
+from .recipes import RECIPES, Recipe
+
+
+class UnknownPackageError(KeyError):
+    """Asked for a package name no recipe provides."""
+
+
+class PackageStore:
+    """Hands out built package files, building missing ones on demand."""
+
+    def __init__(self, cache: Path, cpython: CPython | None = None) -> None:
+        self.cache = cache
+        self.cpython = cpython or CPython(cache)
+
+    def recipe(self, name: str) -> Recipe:
+        try:
+            return RECIPES[name]
+        except KeyError:
+            raise UnknownPackageError(
+                f"no recipe for package {name!r}; known: {', '.join(sorted(RECIPES))}"
+            ) from None
+
+    def closure(self, names: list[str]) -> list[str]:
+        """``names`` plus everything they depend on, dependencies first."""
+        ordered: list[str] = []
+        seen: set[str] = set()
+
+        def visit(name: str) -> None:
+            if name in seen:
+                return
+            seen.add(name)
+            for dep in self.recipe(name).dependency_names:
+                visit(dep)
+            ordered.append(name)
+
+        for name in names:
+            visit(name)
+        return ordered
+
+    def key(self, recipe: Recipe) -> str:
+        meta = [recipe.name, recipe.fmt, repr(recipe.depends), str(recipe.noarch_python)]
+        code = module_sources("recipes", "pkgbuild", *recipe.modules)
+        return hash_inputs([*meta, *code])
+
+    def package(self, name: str) -> Path:
+        """Path of the built package file for ``name`` (building it if needed)."""
+        recipe = self.recipe(name)
+        key = self.key(recipe)
+        out_dir = self.cache / "pkgs" / name / key
+        found = _find_package(out_dir)
+        if found:
+            return found
+        with locked(self.cache / "locks" / f"pkg-{name}.lock"):
+            found = _find_package(out_dir)
+            if found:
+                return found
+            return self._build(recipe, key, out_dir)
+
+    def _build(self, recipe: Recipe, key: str, out_dir: Path) -> Path:
+        work = fresh_dir(self.cache / "build" / f"{recipe.name}-{key}")
+        try:
+            stage = fresh_dir(work / "stage")
+            staged = recipe.stage(stage, fresh_dir(work / "scratch"), self.cpython)
+            meta = PackageMeta(
+                name=recipe.name,
+                version=staged.version,
+                build_string=f"h{key[:8]}_0",
+                depends=recipe.depends,
+                noarch_python=recipe.noarch_python,
+                entry_points=staged.entry_points,
+                fmt=recipe.fmt,
+            )
+            return build_package(stage, meta, out_dir)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _find_package(out_dir: Path) -> Path | None:
+    if not out_dir.is_dir():
+        return None
+    for path in sorted(out_dir.glob("*/*")):
+        if path.is_file() and path.name.endswith((".conda", ".tar.bz2")):
+            return path
+    return None
