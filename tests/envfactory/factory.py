@@ -66,11 +66,13 @@ class EnvFactory:
             raise FileExistsError(f"install target must not exist yet: {target}")
         channel = self._local_channel()
         channel.add(self.packages([spec_name(s) for s in specs]))
-        pkgs = self._pkgs_dir(pkgs_dir)
+        pkgs = self.resolve_pkgs_dir(pkgs_dir)
         channel.install(target, specs, pkgs, self.workdir / "gateway", platform)
         return target
 
-    def _pkgs_dir(self, pkgs_dir: os.PathLike[str] | str | None) -> Path:
+    def resolve_pkgs_dir(self, pkgs_dir: os.PathLike[str] | str | None) -> Path:
+        """``pkgs_dir`` made absolute and created, or the factory's shared cache (marked so that
+        ``remove_package_cache`` refuses to delete it)."""
         if pkgs_dir is not None:
             path = Path(pkgs_dir).absolute()
             path.mkdir(parents=True, exist_ok=True)
@@ -80,9 +82,15 @@ class EnvFactory:
         return self.default_pkgs_dir
 
     def build_scale_env(
-        self, prefix: os.PathLike[str] | str, size_gb: float = 1.0, seed: int = 0
+        self,
+        prefix: os.PathLike[str] | str,
+        size_gb: float = 1.0,
+        seed: int = 0,
+        pkgs_dir: os.PathLike[str] | str | None = None,
     ) -> Path:
-        """Install a benchmark-scale environment (see ``tests.envfactory.scale``)."""
+        """Install a benchmark-scale environment (see ``tests.envfactory.scale``); the synthetic
+        packages are built once per ``(size_gb, seed)`` and cached."""
         from .scale import install_scale_env
 
-        return install_scale_env(self, Path(prefix).absolute(), size_gb, seed)
+        pkgs = Path(pkgs_dir).absolute() if pkgs_dir is not None else None
+        return install_scale_env(self, Path(prefix).absolute(), size_gb, seed, pkgs)

@@ -123,7 +123,11 @@ PYSCRIPT_OPTS_BODY = (
 def stage_pyscripts(stage: Path, _scratch: Path, _: CPython) -> Staged:
     interp = f"{PLACEHOLDER}/bin/python{PYTHON_VERSION}"
     _write(stage / "bin" / "cp-hello", f"#!{interp}\n{PYSCRIPT_BODY}", 0o755)
+    # Linux hands "-E -s" to the interpreter as ONE argument, so cp-hello-opts only runs as
+    # ``python -E -s bin/cp-hello-opts`` or after a rewrite that splits options (rattler's
+    # ``#!/bin/sh`` exec trampoline does); cp-hello-E has a single option and runs directly.
     _write(stage / "bin" / "cp-hello-opts", f"#!{interp} -E -s\n{PYSCRIPT_OPTS_BODY}", 0o755)
+    _write(stage / "bin" / "cp-hello-E", f"#!{interp} -E\n{PYSCRIPT_OPTS_BODY}", 0o755)
     return Staged("1.0.0")
 
 

@@ -1,0 +1,150 @@
+//! Ordered parallel compression of independent blocks.
+//!
+//! The producer cuts its stream into blocks and submits them; `threads` workers compress
+//! them in any order; one consumer thread receives the results strictly in submission
+//! order (a bounded queue of per-block reply channels), so output is deterministic and
+//! memory is bounded by the queue depth, not by the input size.
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use std::io;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// Turns one block into compressed output. `dict` is the end of the previous block of the
+/// same stream (empty at a stream start), for codecs that can prime their window with it.
+pub trait Codec: Send + Sync + 'static {
+    type Out: Send + 'static;
+    fn compress(&self, data: &[u8], dict: &[u8]) -> io::Result<Self::Out>;
+}
+
+/// What the consumer receives, in order.
+pub enum Ticket<O, M> {
+    Block(Receiver<io::Result<O>>),
+    /// A consumer-defined marker between blocks (e.g. "this zip entry ends here").
+    Mark(M),
+}
+
+struct Job<O> {
+    data: Vec<u8>,
+    dict: Vec<u8>,
+    reply: Sender<io::Result<O>>,
+}
+
+pub struct Pipeline<C: Codec, M: Send + 'static, R: Send + 'static> {
+    jobs: Option<Sender<Job<C::Out>>>,
+    order: Option<Sender<Ticket<C::Out, M>>>,
+    workers: Vec<JoinHandle<()>>,
+    consumer: Option<JoinHandle<io::Result<R>>>,
+    /// Emptied blocks come back here for reuse, so large allocations are not repeated.
+    spare: (Sender<Vec<u8>>, Receiver<Vec<u8>>),
+}
+
+impl<C: Codec, M: Send + 'static, R: Send + 'static> Pipeline<C, M, R> {
+    /// Start `threads` workers and the consumer, which drains the ticket queue.
+    pub fn new<F>(codec: C, threads: usize, consume: F) -> Self
+    where
+        F: FnOnce(Receiver<Ticket<C::Out, M>>) -> io::Result<R> + Send + 'static,
+    {
+        let threads = threads.max(1);
+        let codec = Arc::new(codec);
+        let (jobs, job_rx) = bounded::<Job<C::Out>>(threads * 2);
+        let (order, order_rx) = bounded::<Ticket<C::Out, M>>(threads * 4);
+        let spare = bounded::<Vec<u8>>(threads * 8);
+        let workers = (0..threads)
+            .map(|i| {
+                let job_rx = job_rx.clone();
+                let codec = Arc::clone(&codec);
+                let spare_tx = spare.0.clone();
+                std::thread::Builder::new()
+                    .name(format!("conda-pack-compress-{i}"))
+                    .spawn(move || {
+                        for job in job_rx {
+                            let out = codec.compress(&job.data, &job.dict);
+                            let _ = job.reply.send(out);
+                            let mut data = job.data;
+                            data.clear();
+                            let _ = spare_tx.try_send(data);
+                        }
+                    })
+                    .expect("spawn compression worker")
+            })
+            .collect();
+        let consumer = std::thread::Builder::new()
+            .name("conda-pack-output".into())
+            .spawn(move || consume(order_rx))
+            .expect("spawn output thread");
+        Pipeline {
+            jobs: Some(jobs),
+            order: Some(order),
+            workers,
+            consumer: Some(consumer),
+            spare,
+        }
+    }
+
+    /// An empty buffer to fill as the next block.
+    pub fn buffer(&self, capacity: usize) -> Vec<u8> {
+        match self.spare.1.try_recv() {
+            Ok(v) => v,
+            Err(_) => Vec::with_capacity(capacity),
+        }
+    }
+
+    /// Queue a block; blocks while the queues are full. Fails if the consumer stopped
+    /// (its error is returned by [`Pipeline::finish`]).
+    pub fn submit(&self, data: Vec<u8>, dict: Vec<u8>) -> io::Result<()> {
+        let (reply, rx) = bounded(1);
+        let stopped = || io::Error::other("compression stopped");
+        self.order
+            .as_ref()
+            .expect("open")
+            .send(Ticket::Block(rx))
+            .map_err(|_| stopped())?;
+        self.jobs
+            .as_ref()
+            .expect("open")
+            .send(Job { data, dict, reply })
+            .map_err(|_| stopped())
+    }
+
+    pub fn mark(&self, m: M) -> io::Result<()> {
+        self.order
+            .as_ref()
+            .expect("open")
+            .send(Ticket::Mark(m))
+            .map_err(|_| io::Error::other("compression stopped"))
+    }
+
+    /// Wait for every block to be consumed; returns the consumer's result.
+    pub fn finish(mut self) -> io::Result<R> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> io::Result<R> {
+        self.order.take();
+        self.jobs.take();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        match self.consumer.take() {
+            Some(c) => c
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("output thread panicked"))),
+            None => Err(io::Error::other("already finished")),
+        }
+    }
+}
+
+impl<C: Codec, M: Send + 'static, R: Send + 'static> Drop for Pipeline<C, M, R> {
+    fn drop(&mut self) {
+        if self.consumer.is_some() {
+            let _ = self.shutdown();
+        }
+    }
+}
+
+/// Receive a block's result in order.
+pub fn wait<O>(rx: Receiver<io::Result<O>>) -> io::Result<O> {
+    rx.recv()
+        .unwrap_or_else(|_| Err(io::Error::other("compression worker stopped")))
+}

@@ -1,0 +1,336 @@
+//! The byte streams an archive is written into: plain, or compressed with several
+//! threads. Every encoder gives the same bytes whatever the thread count, so archives are
+//! reproducible across machines.
+
+use super::blocks::{wait, Codec, Pipeline, Ticket};
+use flate2::{Compress, FlushCompress};
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+
+/// Uncompressed bytes per parallel gzip block: large enough that the per-block flush costs
+/// nothing measurable, small enough to keep every core busy on small archives.
+pub const GZIP_BLOCK: usize = 1 << 20;
+/// The deflate window; each block is primed with this much of the one before.
+const WINDOW: usize = 32 * 1024;
+const OUT_BUFFER: usize = 1 << 20;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip(u32),
+    Bzip2(u32),
+    Xz(u32),
+    Zstd(i32),
+}
+
+/// A compressed (or plain) byte stream into a file.
+pub enum Encoder {
+    Plain(BufWriter<File>),
+    Blocks(BlockWriter),
+    Zstd(zstd::stream::write::Encoder<'static, BufWriter<File>>),
+    Xz(liblzma::write::XzEncoder<BufWriter<File>>),
+}
+
+impl Encoder {
+    pub fn plain(file: File) -> Encoder {
+        Encoder::Plain(BufWriter::with_capacity(OUT_BUFFER, file))
+    }
+
+    pub fn new(file: File, compression: Compression, threads: usize) -> io::Result<Encoder> {
+        let threads = threads.max(1);
+        let out = BufWriter::with_capacity(OUT_BUFFER, file);
+        Ok(match compression {
+            Compression::None => Encoder::Plain(out),
+            Compression::Gzip(level) => Encoder::Blocks(BlockWriter::gzip(out, level, threads)),
+            Compression::Bzip2(level) => Encoder::Blocks(BlockWriter::bzip2(out, level, threads)),
+            Compression::Zstd(level) => {
+                let mut enc = zstd::stream::write::Encoder::new(out, level)?;
+                // Always the multithreaded mode, even with one worker: its output does not
+                // depend on the worker count, unlike the single-threaded mode's.
+                enc.multithread(threads as u32)?;
+                enc.include_checksum(true)?;
+                Encoder::Zstd(enc)
+            }
+            Compression::Xz(level) => {
+                let stream = liblzma::stream::MtStreamBuilder::new()
+                    .threads(threads as u32)
+                    .preset(level)
+                    .check(liblzma::stream::Check::Crc64)
+                    .encoder()
+                    .map_err(io::Error::other)?;
+                Encoder::Xz(liblzma::write::XzEncoder::new_stream(out, stream))
+            }
+        })
+    }
+
+    /// Flush everything and write the stream's trailer.
+    pub fn finish(self) -> io::Result<()> {
+        let mut file = match self {
+            Encoder::Plain(w) => w,
+            Encoder::Blocks(b) => b.finish()?,
+            Encoder::Zstd(e) => e.finish()?,
+            Encoder::Xz(e) => e.finish()?,
+        };
+        file.flush()
+    }
+}
+
+impl Write for Encoder {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Encoder::Plain(w) => w.write(buf),
+            Encoder::Blocks(b) => b.write(buf),
+            Encoder::Zstd(e) => e.write(buf),
+            Encoder::Xz(e) => e.write(buf),
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Encoder::Plain(w) => w.write_all(buf),
+            Encoder::Blocks(b) => b.write_all(buf),
+            Encoder::Zstd(e) => e.write_all(buf),
+            Encoder::Xz(e) => e.write_all(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Raw deflate of one block, ending on a byte boundary (sync flush) and not final, so
+/// blocks concatenate into one deflate stream.
+pub struct Deflate {
+    pub level: u32,
+}
+
+pub struct Deflated {
+    pub bytes: Vec<u8>,
+    pub crc: u32,
+    pub len: u64,
+}
+
+impl Codec for Deflate {
+    type Out = Deflated;
+
+    fn compress(&self, data: &[u8], dict: &[u8]) -> io::Result<Deflated> {
+        Ok(Deflated {
+            bytes: deflate_block(self.level, data, dict)?,
+            crc: crc32fast::hash(data),
+            len: data.len() as u64,
+        })
+    }
+}
+
+/// Deflate `data` primed with `dict`, sync-flushed.
+pub fn deflate_block(level: u32, data: &[u8], dict: &[u8]) -> io::Result<Vec<u8>> {
+    let mut c = Compress::new(flate2::Compression::new(level), false);
+    if level > 0 && !dict.is_empty() {
+        c.set_dictionary(dict).map_err(io::Error::other)?;
+    }
+    // Stored blocks cost 5 bytes per 64 KiB; compressed output is never larger.
+    let mut out = Vec::with_capacity(data.len() + data.len() / 8192 * 5 + 64);
+    loop {
+        let consumed = c.total_in() as usize;
+        c.compress_vec(&data[consumed..], &mut out, FlushCompress::Sync)
+            .map_err(io::Error::other)?;
+        if c.total_in() as usize == data.len() && out.len() < out.capacity() {
+            return Ok(out);
+        }
+        out.reserve(out.capacity().max(4096));
+    }
+}
+
+/// One complete bzip2 stream per block: bzip2 readers accept concatenated streams.
+struct Bzip2Block {
+    level: u32,
+}
+
+impl Codec for Bzip2Block {
+    type Out = Vec<u8>;
+
+    fn compress(&self, data: &[u8], _dict: &[u8]) -> io::Result<Vec<u8>> {
+        let mut enc = bzip2::write::BzEncoder::new(
+            Vec::with_capacity(data.len() / 3),
+            bzip2::Compression::new(self.level),
+        );
+        enc.write_all(data)?;
+        enc.finish()
+    }
+}
+
+enum BlockKind {
+    Gzip(Pipeline<Deflate, (), BufWriter<File>>),
+    Bzip2(Pipeline<Bzip2Block, (), BufWriter<File>>),
+}
+
+/// A `Write` that cuts its input into blocks for a [`Pipeline`].
+pub struct BlockWriter {
+    kind: BlockKind,
+    block: Vec<u8>,
+    block_size: usize,
+    /// The end of the previous block, primes the next one's window.
+    dict: Vec<u8>,
+}
+
+impl BlockWriter {
+    fn gzip(out: BufWriter<File>, level: u32, threads: usize) -> BlockWriter {
+        let pipe = Pipeline::new(Deflate { level }, threads, move |rx| {
+            let mut out = out;
+            // Magic, deflate, no flags, mtime 0 (reproducible), no extra flags, OS unknown.
+            out.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff])?;
+            let mut crc = crc32fast::Hasher::new();
+            let mut total = 0u64;
+            for ticket in rx {
+                if let Ticket::Block(r) = ticket {
+                    let d = wait(r)?;
+                    out.write_all(&d.bytes)?;
+                    crc.combine(&crc32fast::Hasher::new_with_initial_len(d.crc, d.len));
+                    total += d.len;
+                }
+            }
+            // An empty final block, then CRC-32 and the length mod 2^32.
+            out.write_all(&[0x03, 0x00])?;
+            out.write_all(&crc.finalize().to_le_bytes())?;
+            out.write_all(&(total as u32).to_le_bytes())?;
+            Ok(out)
+        });
+        BlockWriter::with(BlockKind::Gzip(pipe), GZIP_BLOCK)
+    }
+
+    fn bzip2(out: BufWriter<File>, level: u32, threads: usize) -> BlockWriter {
+        let level = level.clamp(1, 9);
+        let pipe = Pipeline::new(Bzip2Block { level }, threads, move |rx| {
+            let mut out = out;
+            for ticket in rx {
+                if let Ticket::Block(r) = ticket {
+                    out.write_all(&wait(r)?)?;
+                }
+            }
+            Ok(out)
+        });
+        // A bzip2 block holds level x 100 kB; one stream per block wastes nothing.
+        BlockWriter::with(BlockKind::Bzip2(pipe), level as usize * 100_000)
+    }
+
+    fn with(kind: BlockKind, block_size: usize) -> BlockWriter {
+        BlockWriter {
+            kind,
+            block: Vec::with_capacity(block_size),
+            block_size,
+            dict: Vec::new(),
+        }
+    }
+
+    fn submit(&mut self) -> io::Result<()> {
+        let next = match &self.kind {
+            BlockKind::Gzip(p) => p.buffer(self.block_size),
+            BlockKind::Bzip2(p) => p.buffer(self.block_size),
+        };
+        let block = std::mem::replace(&mut self.block, next);
+        match &self.kind {
+            BlockKind::Gzip(p) => {
+                let dict = std::mem::take(&mut self.dict);
+                self.dict = block[block.len().saturating_sub(WINDOW)..].to_vec();
+                p.submit(block, dict)
+            }
+            BlockKind::Bzip2(p) => p.submit(block, Vec::new()),
+        }
+    }
+
+    fn finish(mut self) -> io::Result<BufWriter<File>> {
+        if !self.block.is_empty() {
+            self.submit()?;
+        }
+        match self.kind {
+            BlockKind::Gzip(p) => p.finish(),
+            BlockKind::Bzip2(p) => p.finish(),
+        }
+    }
+}
+
+impl Write for BlockWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let room = self.block_size - self.block.len();
+        let n = room.min(buf.len());
+        self.block.extend_from_slice(&buf[..n]);
+        if self.block.len() == self.block_size {
+            self.submit()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn roundtrip(compression: Compression, threads: usize, data: &[u8]) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        let mut enc = Encoder::new(File::create(&path).unwrap(), compression, threads).unwrap();
+        for chunk in data.chunks(70_000) {
+            enc.write_all(chunk).unwrap();
+        }
+        enc.finish().unwrap();
+        std::fs::read(&path).unwrap()
+    }
+
+    fn sample() -> Vec<u8> {
+        let mut v = Vec::new();
+        for i in 0..400_000u32 {
+            v.extend_from_slice(format!("line {i} of a conda environment {}\n", i % 97).as_bytes());
+        }
+        v
+    }
+
+    #[test]
+    fn gzip_is_one_member_and_independent_of_threads() {
+        let data = sample();
+        let one = roundtrip(Compression::Gzip(4), 1, &data);
+        let four = roundtrip(Compression::Gzip(4), 4, &data);
+        assert_eq!(one, four);
+        let mut d = flate2::read::GzDecoder::new(&one[..]);
+        let mut back = Vec::new();
+        d.read_to_end(&mut back).unwrap();
+        // GzDecoder reads one member only: all the data came from the first member.
+        assert_eq!(back, data);
+    }
+
+    #[test]
+    fn bzip2_zstd_xz_roundtrip_and_are_reproducible() {
+        let data = sample();
+        for c in [
+            Compression::Bzip2(9),
+            Compression::Zstd(3),
+            Compression::Xz(1),
+        ] {
+            let a = roundtrip(c, 1, &data);
+            assert_eq!(a, roundtrip(c, 3, &data), "{c:?}");
+            let back = match c {
+                Compression::Bzip2(_) => {
+                    let mut v = Vec::new();
+                    bzip2::read::MultiBzDecoder::new(&a[..])
+                        .read_to_end(&mut v)
+                        .unwrap();
+                    v
+                }
+                Compression::Zstd(_) => zstd::decode_all(&a[..]).unwrap(),
+                _ => {
+                    let mut v = Vec::new();
+                    liblzma::read::XzDecoder::new(&a[..])
+                        .read_to_end(&mut v)
+                        .unwrap();
+                    v
+                }
+            };
+            assert_eq!(back, data, "{c:?}");
+        }
+    }
+}

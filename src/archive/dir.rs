@@ -1,0 +1,191 @@
+//! A directory tree as the "archive": `--format no-archive`, and the staging tree that
+//! `mksquashfs` reads.
+//!
+//! Every path is checked to stay inside the root: no absolute paths, no `..`, and nothing
+//! written through a symlink this writer created, so hostile metadata cannot make it
+//! write elsewhere.
+
+use super::{Archive, Meta, Origin};
+use crate::content::Body;
+use crate::error::{Error, IoContext, Result};
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
+
+pub struct DirArchive {
+    root: PathBuf,
+    /// Hard-link unchanged files from the environment instead of copying (staging only:
+    /// the output of `no-archive` must never share inodes with the environment or cache).
+    link_unchanged: bool,
+    symlinks: HashSet<PathBuf>,
+}
+
+impl DirArchive {
+    pub fn new(root: &Path, link_unchanged: bool) -> Result<DirArchive> {
+        fs::create_dir_all(root).at(root)?;
+        Ok(DirArchive {
+            root: root.to_path_buf(),
+            link_unchanged,
+            symlinks: HashSet::new(),
+        })
+    }
+
+    fn dest(&self, path: &[u8]) -> Result<PathBuf> {
+        let rel = Path::new(OsStr::from_bytes(path));
+        let mut dest = self.root.clone();
+        let mut sub = PathBuf::new();
+        for c in rel.components() {
+            match c {
+                Component::Normal(part) => {
+                    sub.push(part);
+                    if self.symlinks.contains(&sub) && sub != rel {
+                        return Err(outside(rel));
+                    }
+                    dest.push(part);
+                }
+                Component::CurDir => {}
+                _ => return Err(outside(rel)),
+            }
+        }
+        if dest == self.root {
+            return Err(outside(rel));
+        }
+        Ok(dest)
+    }
+
+    fn parent(dest: &Path) -> Result<()> {
+        if let Some(p) = dest.parent() {
+            fs::create_dir_all(p).at(p)?;
+        }
+        Ok(())
+    }
+
+    /// Replace whatever is at `dest` (a re-added path wins, as in a tar archive).
+    fn clear(dest: &Path) -> Result<()> {
+        match fs::symlink_metadata(dest) {
+            Ok(m) if m.is_dir() => fs::remove_dir_all(dest).at(dest),
+            Ok(_) => fs::remove_file(dest).at(dest),
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+fn outside(rel: &Path) -> Error {
+    Error::Invalid(format!(
+        "refusing to write {:?}: the path leaves the output directory",
+        rel
+    ))
+}
+
+fn set_mode_and_mtime(file: &File, dest: &Path, meta: &Meta) -> Result<()> {
+    file.set_permissions(fs::Permissions::from_mode(meta.mode & 0o7777))
+        .at(dest)?;
+    let when = if meta.mtime >= 0 {
+        UNIX_EPOCH + Duration::from_secs(meta.mtime as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(meta.mtime.unsigned_abs())
+    };
+    file.set_modified(when).at(dest)
+}
+
+impl Archive for DirArchive {
+    fn file(&mut self, meta: &Meta, body: &Body, origin: Origin<'_>) -> Result<()> {
+        let dest = self.dest(&meta.path)?;
+        Self::parent(&dest)?;
+        Self::clear(&dest)?;
+        if let Some(src) = origin.unchanged {
+            if self.link_unchanged && fs::hard_link(src, &dest).is_ok() {
+                return Ok(());
+            }
+            // copy_file_range under the hood: no bytes pass through this process.
+            fs::copy(src, &dest).at(&dest)?;
+            let f = File::options().write(true).open(&dest).at(&dest)?;
+            return set_mode_and_mtime(&f, &dest, meta);
+        }
+        let mut f = File::create(&dest).at(&dest)?;
+        body.write_to(&mut |chunk| f.write_all(chunk).at(&dest))?;
+        set_mode_and_mtime(&f, &dest, meta)
+    }
+
+    fn symlink(&mut self, meta: &Meta, target: &[u8]) -> Result<()> {
+        let dest = self.dest(&meta.path)?;
+        Self::parent(&dest)?;
+        Self::clear(&dest)?;
+        std::os::unix::fs::symlink(OsStr::from_bytes(target), &dest).at(&dest)?;
+        self.symlinks
+            .insert(dest.strip_prefix(&self.root).expect("inside").to_path_buf());
+        Ok(())
+    }
+
+    fn hardlink(&mut self, meta: &Meta, to: &[u8]) -> Result<()> {
+        let dest = self.dest(&meta.path)?;
+        let src = self.dest(to)?;
+        Self::parent(&dest)?;
+        Self::clear(&dest)?;
+        fs::hard_link(&src, &dest).at(&dest)
+    }
+
+    fn dir(&mut self, meta: &Meta) -> Result<()> {
+        let dest = self.dest(&meta.path)?;
+        fs::create_dir_all(&dest).at(&dest)?;
+        fs::set_permissions(&dest, fs::Permissions::from_mode(meta.mode & 0o7777)).at(&dest)
+    }
+
+    fn supports_hardlinks(&self) -> bool {
+        true
+    }
+
+    fn stores_symlinks(&self) -> bool {
+        true
+    }
+
+    fn finish(self: Box<Self>) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_paths_that_leave_the_root() {
+        let d = tempfile::tempdir().unwrap();
+        let mut a = DirArchive::new(&d.path().join("out"), false).unwrap();
+        let m = |p: &str| Meta {
+            path: p.as_bytes().to_vec(),
+            mode: 0o644,
+            mtime: 0,
+        };
+        assert!(a
+            .file(
+                &m("../evil"),
+                &Body::Mem(vec![]),
+                Origin { unchanged: None }
+            )
+            .is_err());
+        assert!(a
+            .file(&m("/abs"), &Body::Mem(vec![]), Origin { unchanged: None })
+            .is_err());
+        a.symlink(&m("lib/x"), b"/").unwrap();
+        assert!(a
+            .file(
+                &m("lib/x/passwd"),
+                &Body::Mem(vec![]),
+                Origin { unchanged: None }
+            )
+            .is_err());
+        a.file(
+            &m("lib/ok"),
+            &Body::Mem(b"hi".to_vec()),
+            Origin { unchanged: None },
+        )
+        .unwrap();
+        assert_eq!(fs::read(d.path().join("out/lib/ok")).unwrap(), b"hi");
+    }
+}

@@ -1,0 +1,44 @@
+//! Archive writers: one per format behind [`Archive`], fed entries in their final order.
+
+mod blocks;
+mod compress;
+mod dir;
+mod tar;
+mod zip;
+
+pub use compress::{Compression, Encoder};
+pub use dir::DirArchive;
+pub use tar::TarArchive;
+pub use zip::ZipArchive;
+
+use crate::content::Body;
+use crate::error::Result;
+
+/// Per-entry header facts, with the full path inside the archive.
+#[derive(Clone, Debug)]
+pub struct Meta {
+    pub path: Vec<u8>,
+    pub mode: u32,
+    pub mtime: i64,
+}
+
+/// Where an entry's bytes come from when an archive can use the file itself.
+#[derive(Clone, Copy, Debug)]
+pub struct Origin<'a> {
+    /// The environment file, when the body is its unchanged content.
+    pub unchanged: Option<&'a std::path::Path>,
+}
+
+pub trait Archive: Send {
+    fn file(&mut self, meta: &Meta, body: &Body, origin: Origin<'_>) -> Result<()>;
+    fn symlink(&mut self, meta: &Meta, target: &[u8]) -> Result<()>;
+    /// Store `meta.path` as another name for the earlier entry `to`.
+    fn hardlink(&mut self, meta: &Meta, to: &[u8]) -> Result<()>;
+    fn dir(&mut self, meta: &Meta) -> Result<()>;
+    /// Whether [`Archive::hardlink`] is supported; otherwise the content is stored again.
+    fn supports_hardlinks(&self) -> bool;
+    /// Whether symlinks are stored as links (else they are followed).
+    fn stores_symlinks(&self) -> bool;
+    /// Complete the archive; on error nothing more is written.
+    fn finish(self: Box<Self>) -> Result<()>;
+}

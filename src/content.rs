@@ -1,0 +1,565 @@
+//! What happens to one file's bytes on the way into an archive.
+//!
+//! Python decides per file *what* is wanted (a [`ContentSpec`]); this module finds out what
+//! is possible by reading the file: whether the build placeholder can be restored and the
+//! result matches the package's recorded hash, whether an unmanaged file is text and
+//! holds the prefix, what its shebang is. The outcome is a [`Prepared`] body with an exact
+//! size (tar headers need it up front) plus a [`Report`] Python uses for conda-unpack's
+//! records and for warnings.
+//!
+//! Small files are held in memory while this happens; larger ones are re-read for each
+//! pass instead, so memory stays bounded by buffers, not by file sizes.
+
+use crate::error::{Error, IoContext, Result};
+use crate::prefix::{self, Mode, ReplaceError};
+use memchr::memmem;
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Chunk size for streaming large files through the passes.
+const CHUNK: usize = 1 << 20;
+/// How much of a file's start is kept to parse a shebang from.
+const HEAD: usize = 4096;
+
+/// Bring back the build placeholder in an installed file.
+#[derive(Clone, Debug)]
+pub struct Restore {
+    pub mode: Mode,
+    pub env_prefix: Vec<u8>,
+    pub placeholder: Vec<u8>,
+    /// The package file's size and sha256 as recorded in conda-meta; the restored bytes
+    /// must match whichever is known.
+    pub size: Option<u64>,
+    pub sha256: Option<[u8; 32]>,
+    /// sha256 of the file as installed: tells a file changed after install (pip, an
+    /// editor) from one installed at another prefix.
+    pub sha256_in_prefix: Option<[u8; 32]>,
+    /// The pristine copy in the package cache, used when restoring fails on an unmodified
+    /// file.
+    pub cache: Option<PathBuf>,
+}
+
+/// What Python wants done with one file's bytes.
+#[derive(Clone, Debug, Default)]
+pub struct ContentSpec {
+    pub restore: Option<Restore>,
+    /// Mode unknown (unmanaged, or no placeholder recorded): detect text/binary and look
+    /// for this prefix.
+    pub probe: Option<Vec<u8>>,
+    /// Rewrite the prefix to this path now (`--dest-prefix`).
+    pub dest: Option<Vec<u8>>,
+    /// The file may carry a shebang worth rewriting (it lives in the scripts directory).
+    pub shebang: bool,
+}
+
+/// Where the archived bytes come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The installed file with the placeholder restored and verified.
+    Restored,
+    /// The package cache's copy (restoring failed; the file is unmodified).
+    Cached,
+    /// The installed file unchanged (restoring failed and no usable cache copy).
+    AsIs,
+}
+
+/// A shebang pointing into the environment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShebangInfo {
+    /// Interpreter path relative to the prefix, e.g. `bin/python3.11`.
+    pub exe: Vec<u8>,
+    /// What followed the interpreter on the line.
+    pub options: Vec<u8>,
+    /// Whether the archived line is now `#!/usr/bin/env NAME`.
+    pub rewritten: bool,
+}
+
+/// What reading the file found out.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub outcome: Option<Outcome>,
+    /// Why restoring failed.
+    pub problem: Option<String>,
+    /// The installed file differs from what was installed (`sha256_in_prefix`).
+    pub modified: Option<bool>,
+    pub binary: bool,
+    /// The archived bytes still hold a prefix that conda-unpack must replace.
+    pub contains: bool,
+    pub shebang: Option<ShebangInfo>,
+}
+
+/// One step applied to a file's bytes.
+#[derive(Clone, Debug)]
+pub enum Step {
+    Replace {
+        mode: Mode,
+        old: Vec<u8>,
+        new: Vec<u8>,
+    },
+    /// Rewrite a first-line interpreter inside `prefix` to `#!/usr/bin/env NAME`.
+    ShebangToEnv { prefix: Vec<u8> },
+    /// Rewrite a first-line interpreter inside `prefix` to a form Linux can run.
+    ShebangFix { prefix: Vec<u8> },
+}
+
+/// The archived bytes of a file, with their exact length.
+#[derive(Debug)]
+pub enum Body {
+    Mem(Vec<u8>),
+    /// Stream `path` through `steps` when writing; yields exactly `size` bytes.
+    File {
+        path: PathBuf,
+        steps: Vec<Step>,
+        size: u64,
+    },
+}
+
+impl Body {
+    pub fn len(&self) -> u64 {
+        match self {
+            Body::Mem(v) => v.len() as u64,
+            Body::File { size, .. } => *size,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Deliver the bytes to `sink` in chunks.
+    pub fn write_to(&self, sink: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        match self {
+            Body::Mem(v) => sink(v),
+            Body::File { path, steps, size } => {
+                let mut written = 0u64;
+                stream(path, steps, &mut |chunk| {
+                    written += chunk.len() as u64;
+                    if written > *size {
+                        return Err(changed(path));
+                    }
+                    sink(chunk)
+                })?;
+                if written != *size {
+                    return Err(changed(path));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+pub fn changed(path: &Path) -> Error {
+    Error::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::other("file changed while it was being packed"),
+    }
+}
+
+/// Decide and compute the archived bytes of the file at `path` (`size` bytes per lstat).
+pub fn prepare(
+    path: &Path,
+    size: u64,
+    spec: &ContentSpec,
+    inline_limit: u64,
+) -> Result<(Body, Report)> {
+    let inline = size <= inline_limit;
+    let env = Material::open(path, inline)?;
+    let mut report = Report::default();
+    let mut mat = env.clone();
+    let mut current: Vec<u8> = spec.probe.clone().unwrap_or_default();
+    let mut mode: Option<Mode> = None;
+
+    if let Some(r) = &spec.restore {
+        mode = Some(r.mode);
+        current = r.env_prefix.clone();
+        let restore = Step::Replace {
+            mode: r.mode,
+            old: r.env_prefix.clone(),
+            new: r.placeholder.clone(),
+        };
+        match try_restore(&env, restore, r) {
+            Ok(restored) => {
+                mat = restored;
+                current = r.placeholder.clone();
+                report.outcome = Some(Outcome::Restored);
+            }
+            Err(problem) => {
+                report.problem = Some(problem);
+                report.modified = match &r.sha256_in_prefix {
+                    Some(h) => Some(env.measure(Probe::hash())?.sha256 != Some(*h)),
+                    None => None,
+                };
+                let cached = match (&r.cache, report.modified) {
+                    (Some(cache), Some(false) | None) => cached_copy(cache, r, inline)?,
+                    _ => None,
+                };
+                if let Some(c) = cached {
+                    mat = c;
+                    current = r.placeholder.clone();
+                    report.outcome = Some(Outcome::Cached);
+                } else {
+                    report.outcome = Some(Outcome::AsIs);
+                }
+            }
+        }
+    }
+
+    let found = mat.measure(Probe::find(&current))?;
+    report.binary = match mode {
+        Some(m) => m == Mode::Binary,
+        None => found.nul,
+    };
+    report.contains = found.count > 0;
+    let mode = mode.unwrap_or(if found.nul { Mode::Binary } else { Mode::Text });
+    let managed = spec.restore.is_some();
+    let mut changed_since_probe = false;
+
+    if let Some(dest) = &spec.dest {
+        // Unmanaged binaries are never patched: their strings may be length-prefixed.
+        if report.contains && (mode == Mode::Text || managed) {
+            let step = Step::Replace {
+                mode,
+                old: current.clone(),
+                new: dest.clone(),
+            };
+            mat.push(step)?;
+            changed_since_probe = true;
+        }
+        if spec.shebang && mode == Mode::Text {
+            mat.push(Step::ShebangFix {
+                prefix: dest.clone(),
+            })?;
+            changed_since_probe = true;
+        }
+    } else if spec.shebang && mode == Mode::Text {
+        if let Some(sb) = prefix::parse_shebang(&found.head) {
+            if let Some(exe) = sb.exe_in(&current) {
+                // conda-pack 0.9.2's rule: only a file whose one prefix is the shebang is
+                // rewritten, so the archive works without conda-unpack once activated.
+                let rewritten = found.count == 1 && found.head_is_first_line;
+                report.shebang = Some(ShebangInfo {
+                    exe: exe.to_vec(),
+                    options: sb.options.to_vec(),
+                    rewritten,
+                });
+                if rewritten {
+                    mat.push(Step::ShebangToEnv {
+                        prefix: current.clone(),
+                    })?;
+                    report.contains = false;
+                    changed_since_probe = true;
+                }
+            }
+        }
+    }
+
+    let size = if changed_since_probe || !mat.is_mem() {
+        mat.measure(Probe::default())?.size
+    } else {
+        found.size
+    };
+    Ok((mat.into_body(size), report))
+}
+
+/// Restore the placeholder and check the result against the package's records.
+fn try_restore(env: &Material, step: Step, r: &Restore) -> std::result::Result<Material, String> {
+    let mut mat = env.clone();
+    mat.push(step).map_err(|e| relocation_message(e))?;
+    let probe = if r.sha256.is_some() {
+        Probe::hash()
+    } else {
+        Probe::default()
+    };
+    let m = mat.measure(probe).map_err(relocation_message)?;
+    if let Some(size) = r.size {
+        if m.size != size {
+            return Err(format!(
+                "restored size {} differs from the package's {size}",
+                m.size
+            ));
+        }
+    }
+    if let Some(sha) = &r.sha256 {
+        if m.sha256.as_ref() != Some(sha) {
+            return Err("restored sha256 differs from the package's".into());
+        }
+    }
+    Ok(mat)
+}
+
+fn relocation_message(e: Error) -> String {
+    match e {
+        Error::Relocation { message, .. } => message,
+        other => other.to_string(),
+    }
+}
+
+/// The package cache's copy, if it exists and matches the package's records.
+fn cached_copy(cache: &Path, r: &Restore, inline: bool) -> Result<Option<Material>> {
+    let meta = match std::fs::metadata(cache) {
+        Ok(m) if m.is_file() => m,
+        _ => return Ok(None),
+    };
+    if r.size.is_some_and(|s| s != meta.len()) {
+        return Ok(None);
+    }
+    let mat = Material::open(cache, inline && meta.len() <= CHUNK as u64 * 64)?;
+    if let Some(sha) = &r.sha256 {
+        if mat.measure(Probe::hash())?.sha256.as_ref() != Some(sha) {
+            return Ok(None);
+        }
+    }
+    Ok(Some(mat))
+}
+
+/// Bytes under construction: in memory with steps applied, or a file plus steps to apply.
+#[derive(Clone)]
+enum Material {
+    Mem { path: PathBuf, data: Vec<u8> },
+    File { path: PathBuf, steps: Vec<Step> },
+}
+
+impl Material {
+    fn open(path: &Path, inline: bool) -> Result<Material> {
+        if inline {
+            Ok(Material::Mem {
+                path: path.to_path_buf(),
+                data: std::fs::read(path).at(path)?,
+            })
+        } else {
+            Ok(Material::File {
+                path: path.to_path_buf(),
+                steps: Vec::new(),
+            })
+        }
+    }
+
+    fn is_mem(&self) -> bool {
+        matches!(self, Material::Mem { .. })
+    }
+
+    /// Apply `step`: at once in memory; for a file, on every later pass (where a failure
+    /// surfaces from `measure`).
+    fn push(&mut self, step: Step) -> Result<()> {
+        match self {
+            Material::Mem { path, data } => {
+                let mut out = Vec::with_capacity(data.len() + 256);
+                apply(&step, data, true, &mut out, &mut ShebangState::default()).map_err(|e| {
+                    Error::Relocation {
+                        path: path.clone(),
+                        message: e.to_string(),
+                    }
+                })?;
+                *data = out;
+            }
+            Material::File { steps, .. } => steps.push(step),
+        }
+        Ok(())
+    }
+
+    fn measure(&self, mut probe: Probe) -> Result<Measured> {
+        match self {
+            Material::Mem { data, .. } => probe.feed(data),
+            Material::File { path, steps } => stream(path, steps, &mut |c| {
+                probe.feed(c);
+                Ok(())
+            })?,
+        }
+        Ok(probe.finish())
+    }
+
+    fn into_body(self, size: u64) -> Body {
+        match self {
+            Material::Mem { data, .. } => Body::Mem(data),
+            Material::File { path, steps } => Body::File { path, steps, size },
+        }
+    }
+}
+
+/// Facts gathered from one pass over a file's (transformed) bytes.
+#[derive(Default)]
+struct Measured {
+    size: u64,
+    sha256: Option<[u8; 32]>,
+    nul: bool,
+    count: usize,
+    head: Vec<u8>,
+    /// `head` holds the whole first line (it found a newline or the end of the file).
+    head_is_first_line: bool,
+}
+
+/// A sink that measures what flows through it.
+#[derive(Default)]
+struct Probe {
+    size: u64,
+    sha: Option<Sha256>,
+    nul: bool,
+    needle: Option<memmem::Finder<'static>>,
+    count: usize,
+    /// The last `needle.len() - 1` bytes, for occurrences spanning two chunks.
+    tail: Vec<u8>,
+    head: Vec<u8>,
+}
+
+impl Probe {
+    fn hash() -> Probe {
+        Probe {
+            sha: Some(Sha256::new()),
+            ..Probe::default()
+        }
+    }
+
+    fn find(needle: &[u8]) -> Probe {
+        Probe {
+            needle: (!needle.is_empty()).then(|| memmem::Finder::new(needle).into_owned()),
+            ..Probe::default()
+        }
+    }
+
+    fn feed(&mut self, chunk: &[u8]) {
+        self.size += chunk.len() as u64;
+        if let Some(sha) = &mut self.sha {
+            sha.update(chunk);
+        }
+        if !self.nul {
+            self.nul = memchr::memchr(0, chunk).is_some();
+        }
+        if self.head.len() < HEAD {
+            let take = (HEAD - self.head.len()).min(chunk.len());
+            self.head.extend_from_slice(&chunk[..take]);
+        }
+        if let Some(f) = &self.needle {
+            let n = f.needle().len();
+            if self.tail.is_empty() {
+                self.count += f.find_iter(chunk).count();
+            } else {
+                // Join the previous tail with this chunk's start to catch a straddling hit.
+                let mut joined = std::mem::take(&mut self.tail);
+                let take = (n - 1).min(chunk.len());
+                joined.extend_from_slice(&chunk[..take]);
+                self.count += f.find_iter(&joined).count();
+                self.count += f.find_iter(chunk).count();
+            }
+            let keep = (n - 1).min(chunk.len());
+            self.tail = chunk[chunk.len() - keep..].to_vec();
+        }
+    }
+
+    fn finish(self) -> Measured {
+        let head_is_first_line =
+            memchr::memchr(b'\n', &self.head).is_some() || self.size as usize == self.head.len();
+        Measured {
+            size: self.size,
+            sha256: self.sha.map(|s| s.finalize().into()),
+            nul: self.nul,
+            count: self.count,
+            head: self.head,
+            head_is_first_line,
+        }
+    }
+}
+
+/// Whether a shebang step has seen the first line yet (streamed files arrive in chunks).
+#[derive(Default)]
+struct ShebangState {
+    done: bool,
+}
+
+fn apply(
+    step: &Step,
+    input: &[u8],
+    is_last: bool,
+    out: &mut Vec<u8>,
+    sb: &mut ShebangState,
+) -> std::result::Result<usize, ReplaceError> {
+    match step {
+        Step::Replace { mode, old, new } => {
+            prefix::replace_window(input, is_last, *mode, old, new, out).map(|(done, _)| done)
+        }
+        Step::ShebangToEnv { prefix } | Step::ShebangFix { prefix } => {
+            if sb.done {
+                out.extend_from_slice(input);
+                return Ok(input.len());
+            }
+            let line_end = memchr::memchr(b'\n', input);
+            if line_end.is_none() && !is_last && input.len() < HEAD {
+                return Ok(0); // wait for the rest of the first line
+            }
+            sb.done = true;
+            let fixed: Option<(usize, Vec<u8>)> = prefix::parse_shebang(input).and_then(|s| {
+                let exe = s.exe_in(prefix)?;
+                let line = match step {
+                    Step::ShebangToEnv { .. } => prefix::env_shebang(exe, s.options),
+                    _ => prefix::format_shebang(prefix, exe, s.options),
+                };
+                Some((s.line.len(), line))
+            });
+            match fixed {
+                Some((old_len, line)) => {
+                    out.extend_from_slice(&line);
+                    out.extend_from_slice(&input[old_len..]);
+                }
+                None => out.extend_from_slice(input),
+            }
+            Ok(input.len())
+        }
+    }
+}
+
+/// Read `path` in chunks, run them through `steps`, and hand the output to `sink`.
+pub fn stream(
+    path: &Path,
+    steps: &[Step],
+    sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
+    let mut file = File::open(path).at(path)?;
+    let mut carries: Vec<Vec<u8>> = vec![Vec::new(); steps.len()];
+    let mut states: Vec<ShebangState> = steps.iter().map(|_| ShebangState::default()).collect();
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = read_full(&mut file, &mut buf).at(path)?;
+        let is_last = n < buf.len();
+        if steps.is_empty() {
+            if n > 0 {
+                sink(&buf[..n])?;
+            }
+        } else {
+            let mut data = buf[..n].to_vec();
+            for (i, step) in steps.iter().enumerate() {
+                let carry = &mut carries[i];
+                carry.extend_from_slice(&data);
+                let mut out = Vec::with_capacity(carry.len() + 256);
+                let done = apply(step, carry, is_last, &mut out, &mut states[i]).map_err(|e| {
+                    Error::Relocation {
+                        path: path.to_path_buf(),
+                        message: e.to_string(),
+                    }
+                })?;
+                carry.drain(..done);
+                data = out;
+            }
+            if !data.is_empty() {
+                sink(&data)?;
+            }
+        }
+        if is_last {
+            return Ok(());
+        }
+    }
+}
+
+/// Fill `buf` unless the file ends first; returns the bytes read.
+pub fn read_full(file: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}

@@ -1,0 +1,470 @@
+//! `conda_pack._core`: the Python face of the byte-moving core. The only file that touches
+//! pyo3: argument conversion, releasing the GIL around long work, the progress and Ctrl-C
+//! bridge, and mapping errors onto `conda_pack.errors`.
+
+pub mod archive;
+pub mod content;
+pub mod error;
+pub mod meta;
+pub mod pack;
+pub mod prefix;
+pub mod scan;
+
+use crate::archive::{Compression, DirArchive, TarArchive, ZipArchive};
+use crate::content::{ContentSpec, Outcome, Report, Restore};
+use crate::error::Error;
+use crate::pack::{Content, PackEntry, PackOptions, Packer, Progress, Source};
+use pyo3::exceptions::{PyKeyboardInterrupt, PyOSError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Raise `conda_pack.errors.<class>(message)`, chaining `cause` as `__cause__`.
+fn raise(py: Python<'_>, class: &str, message: String, cause: Option<PyErr>) -> PyErr {
+    let err = match py
+        .import("conda_pack.errors")
+        .and_then(|m| m.getattr(class))
+        .and_then(|cls| cls.call1((message.clone(),)))
+    {
+        Ok(exc) => PyErr::from_value(exc),
+        Err(e) => return e,
+    };
+    if let Some(c) = cause {
+        err.set_cause(py, Some(c));
+    }
+    err
+}
+
+fn to_py(py: Python<'_>, e: Error) -> PyErr {
+    let message = e.to_string();
+    match e {
+        Error::Io { path, source } => {
+            let cause = PyOSError::new_err((
+                source.raw_os_error().unwrap_or(0),
+                source.to_string(),
+                path.display().to_string(),
+            ));
+            raise(py, "PackIOError", message, Some(cause))
+        }
+        Error::Relocation { .. } => raise(py, "PrefixError", message, None),
+        Error::Format(m) => raise(py, "ArchiveFormatError", m, None),
+        Error::Json { .. } => raise(py, "MetadataError", message, None),
+        Error::Cancelled => PyKeyboardInterrupt::new_err("interrupted"),
+        Error::Invalid(m) => PyValueError::new_err(m),
+    }
+}
+
+/// Walk a prefix: `[(relative path, kind, size)]`, kind one of `f` file, `l` symlink,
+/// `d` empty directory, `o` other.
+#[pyfunction(name = "scan")]
+fn scan_prefix(
+    py: Python<'_>,
+    prefix: PathBuf,
+    skip_top: Vec<OsString>,
+) -> PyResult<Vec<(PathBuf, &'static str, u64)>> {
+    let found = py
+        .detach(|| scan::scan(&prefix, &skip_top))
+        .map_err(|e| to_py(py, e))?;
+    Ok(found
+        .into_iter()
+        .map(|f| (f.path, f.kind.code(), f.size))
+        .collect())
+}
+
+type PathTuple = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<u64>,
+    Option<String>,
+    Option<String>,
+);
+
+fn path_tuples(paths: Vec<meta::PathEntry>) -> Vec<PathTuple> {
+    paths
+        .into_iter()
+        .map(|p| {
+            (
+                p.path,
+                p.path_type,
+                p.prefix_placeholder,
+                p.file_mode,
+                p.size_in_bytes,
+                p.sha256,
+                p.sha256_in_prefix,
+            )
+        })
+        .collect()
+}
+
+/// Parse every `conda-meta/*.json`. Each record is a dict; `paths` holds tuples
+/// `(_path, path_type, prefix_placeholder, file_mode, size_in_bytes, sha256,
+/// sha256_in_prefix)`, or is None when the record has no `paths_data`.
+#[pyfunction]
+fn read_records<'py>(py: Python<'py>, conda_meta: PathBuf) -> PyResult<Bound<'py, PyList>> {
+    let records = py
+        .detach(|| meta::read_records(&conda_meta))
+        .map_err(|e| to_py(py, e))?;
+    let out = PyList::empty(py);
+    for r in records {
+        let d = PyDict::new(py);
+        d.set_item("filename", r.filename)?;
+        d.set_item("name", r.name)?;
+        d.set_item("version", r.version)?;
+        d.set_item("build", r.build)?;
+        d.set_item("url", r.url)?;
+        d.set_item("subdir", r.subdir)?;
+        d.set_item("noarch", r.noarch)?;
+        d.set_item("link_source", r.link_source)?;
+        d.set_item("files", r.files)?;
+        d.set_item("paths", r.paths.map(path_tuples))?;
+        out.append(d)?;
+    }
+    Ok(out)
+}
+
+/// Parse `info/paths.json` of each package directory (None where absent).
+#[pyfunction]
+fn read_paths_json(
+    py: Python<'_>,
+    pkg_dirs: Vec<PathBuf>,
+) -> PyResult<Vec<Option<Vec<PathTuple>>>> {
+    let all = py
+        .detach(|| meta::read_paths_json(&pkg_dirs))
+        .map_err(|e| to_py(py, e))?;
+    Ok(all.into_iter().map(|p| p.map(path_tuples)).collect())
+}
+
+fn mode_arg(mode: &str) -> PyResult<prefix::Mode> {
+    prefix::Mode::parse(mode)
+        .ok_or_else(|| PyValueError::new_err(format!("unknown file mode {mode:?}")))
+}
+
+/// Replace `old` with `new` in `data` by conda's rules for `mode` ("text" or "binary").
+#[pyfunction]
+fn replace_prefix<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    mode: &str,
+    old: &[u8],
+    new: &[u8],
+) -> PyResult<Bound<'py, PyBytes>> {
+    let mode = mode_arg(mode)?;
+    match prefix::replace_all(data, mode, old, new) {
+        Ok((out, _)) => Ok(PyBytes::new(py, &out)),
+        Err(e) => Err(raise(py, "PrefixError", e.to_string(), None)),
+    }
+}
+
+/// The shebang line(s) for interpreter `prefix/exe` with `options`.
+#[pyfunction]
+fn format_shebang<'py>(
+    py: Python<'py>,
+    prefix: &[u8],
+    exe: &[u8],
+    options: &[u8],
+) -> Bound<'py, PyBytes> {
+    PyBytes::new(py, &prefix::format_shebang(prefix, exe, options))
+}
+
+/// `(interpreter, options)` of `data`'s shebang line, or None.
+#[pyfunction]
+fn parse_shebang<'py>(
+    py: Python<'py>,
+    data: &[u8],
+) -> Option<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
+    prefix::parse_shebang(data).map(|s| (PyBytes::new(py, s.exe), PyBytes::new(py, s.options)))
+}
+
+fn hex32(s: Option<String>) -> PyResult<Option<[u8; 32]>> {
+    let Some(s) = s else { return Ok(None) };
+    let mut out = [0u8; 32];
+    if s.len() != 64 {
+        return Ok(None);
+    }
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16)
+            .map_err(|_| PyValueError::new_err(format!("bad sha256 {s:?}")))?;
+    }
+    Ok(Some(out))
+}
+
+/// `(mode, env_prefix, placeholder, size, sha256, sha256_in_prefix, cache_path)`
+type RestoreArg = (
+    String,
+    Vec<u8>,
+    Vec<u8>,
+    Option<u64>,
+    Option<String>,
+    Option<String>,
+    Option<PathBuf>,
+);
+/// `(restore, probe_prefix, dest_prefix, shebang)`
+type SpecArg = (Option<RestoreArg>, Option<Vec<u8>>, Option<Vec<u8>>, bool);
+
+fn spec_arg(spec: SpecArg) -> PyResult<ContentSpec> {
+    let (restore, probe, dest, shebang) = spec;
+    let restore = match restore {
+        None => None,
+        Some((mode, env_prefix, placeholder, size, sha, sha_in, cache)) => Some(Restore {
+            mode: mode_arg(&mode)?,
+            env_prefix,
+            placeholder,
+            size,
+            sha256: hex32(sha)?,
+            sha256_in_prefix: hex32(sha_in)?,
+            cache,
+        }),
+    };
+    Ok(ContentSpec {
+        restore,
+        probe,
+        dest,
+        shebang,
+    })
+}
+
+/// One plan entry: `(target, source, content, mode, mtime, size)`. `source` is a path (an
+/// environment file, archived as found) or bytes (generated content); `content` is None
+/// (copy), `"conda-meta"`, or a spec tuple (see `SpecArg`).
+fn entry_arg(item: &Bound<'_, PyAny>) -> PyResult<PackEntry> {
+    let t = item.cast::<PyTuple>()?;
+    let target: PathBuf = t.get_item(0)?.extract()?;
+    let source_obj = t.get_item(1)?;
+    let content_obj = t.get_item(2)?;
+    let source = if let Ok(b) = source_obj.cast::<PyBytes>() {
+        Source::Bytes(b.as_bytes().to_vec())
+    } else {
+        let path: PathBuf = source_obj.extract()?;
+        let content = if content_obj.is_none() {
+            Content::Copy
+        } else if let Ok(s) = content_obj.extract::<String>() {
+            match s.as_str() {
+                "conda-meta" => Content::CondaMeta,
+                other => return Err(PyValueError::new_err(format!("unknown content {other:?}"))),
+            }
+        } else {
+            Content::Process(spec_arg(content_obj.extract()?)?)
+        };
+        Source::Path { path, content }
+    };
+    Ok(PackEntry {
+        target: target.as_os_str().as_bytes().to_vec(),
+        source,
+        mode: t.get_item(3)?.extract()?,
+        mtime: t.get_item(4)?.extract()?,
+        size: t.get_item(5)?.extract::<Option<u64>>()?.unwrap_or(0),
+    })
+}
+
+type ReportTuple = (
+    Option<&'static str>,
+    Option<String>,
+    Option<bool>,
+    bool,
+    bool,
+    Option<(PathBuf, PathBuf, bool)>,
+);
+
+fn report_tuple(r: Report) -> ReportTuple {
+    let outcome = r.outcome.map(|o| match o {
+        Outcome::Restored => "restored",
+        Outcome::Cached => "cached",
+        Outcome::AsIs => "as-is",
+    });
+    let bytes_path =
+        |b: Vec<u8>| PathBuf::from(std::ffi::OsString::from(std::ffi::OsStr::from_bytes(&b)));
+    let shebang = r
+        .shebang
+        .map(|s| (bytes_path(s.exe), bytes_path(s.options), s.rewritten));
+    (
+        outcome, r.problem, r.modified, r.binary, r.contains, shebang,
+    )
+}
+
+/// An archive being written. `write` may be called several times (the generated files
+/// come last); `finish` completes it. The caller owns the output path: it writes to a
+/// temporary name and renames on success, removing it on failure.
+#[pyclass(module = "conda_pack._core")]
+struct ArchiveWriter {
+    packer: Mutex<Packer>,
+}
+
+fn compression(format: &str, level: i32) -> PyResult<Option<Compression>> {
+    let lvl = level.max(0) as u32;
+    Ok(Some(match format {
+        "tar" => Compression::None,
+        "tar.gz" => Compression::Gzip(lvl.min(9)),
+        "tar.bz2" => Compression::Bzip2(lvl.clamp(1, 9)),
+        "tar.xz" => Compression::Xz(lvl.min(9)),
+        "tar.zst" => Compression::Zstd(level),
+        "zip" | "dir" | "dir-linked" => return Ok(None),
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "unknown archive format {other:?}"
+            )))
+        }
+    }))
+}
+
+#[pymethods]
+impl ArchiveWriter {
+    /// `format`: tar, tar.gz, tar.bz2, tar.xz, tar.zst, zip, dir (copies), or dir-linked
+    /// (a staging tree that may hard-link unchanged files).
+    #[new]
+    #[pyo3(signature = (path, format, level, threads, arcroot, prefix, zip_symlinks=false, zip64=true))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        format: &str,
+        level: i32,
+        threads: usize,
+        arcroot: PathBuf,
+        prefix: PathBuf,
+        zip_symlinks: bool,
+        zip64: bool,
+    ) -> PyResult<Self> {
+        let threads = threads.max(1);
+        let comp = compression(format, level)?;
+        let io = |e: std::io::Error| {
+            to_py(
+                py,
+                Error::Io {
+                    path: path.clone(),
+                    source: e,
+                },
+            )
+        };
+        let archive: Box<dyn archive::Archive> = match (format, comp) {
+            ("zip", _) => {
+                let file = std::fs::File::create(&path).map_err(io)?;
+                let lvl = level.clamp(0, 9) as u32;
+                Box::new(ZipArchive::new(
+                    file,
+                    &path,
+                    lvl,
+                    zip_symlinks,
+                    zip64,
+                    threads,
+                ))
+            }
+            ("dir", _) | ("dir-linked", _) => {
+                Box::new(DirArchive::new(&path, format == "dir-linked").map_err(|e| to_py(py, e))?)
+            }
+            (_, Some(c)) => {
+                let file = std::fs::File::create(&path).map_err(io)?;
+                let enc = archive::Encoder::new(file, c, threads).map_err(io)?;
+                Box::new(TarArchive::new(enc, &path))
+            }
+            _ => unreachable!("compression() covers every format"),
+        };
+        let opts = PackOptions {
+            arcroot: arcroot.as_os_str().as_bytes().to_vec(),
+            prefix,
+            threads,
+        };
+        let packer = Packer::new(archive, opts).map_err(|e| to_py(py, e))?;
+        Ok(ArchiveWriter {
+            packer: Mutex::new(packer),
+        })
+    }
+
+    /// Write entries in order, calling `progress(files_done, bytes_done)` about ten times
+    /// a second. Returns `[(index, report)]` for entries with a content spec.
+    #[pyo3(signature = (entries, progress=None))]
+    fn write(
+        &self,
+        py: Python<'_>,
+        entries: &Bound<'_, PyList>,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<Vec<(usize, ReportTuple)>> {
+        let entries: Vec<PackEntry> = entries
+            .iter()
+            .map(|e| entry_arg(&e))
+            .collect::<PyResult<_>>()?;
+        let counters = Arc::new(Progress::default());
+        let mut guard = self
+            .packer
+            .lock()
+            .map_err(|_| PyValueError::new_err("writer poisoned"))?;
+        let packer: &mut Packer = &mut guard;
+        let mut interrupt: Option<PyErr> = None;
+        let result = py.detach(|| {
+            std::thread::scope(|s| {
+                let worker = s.spawn(|| packer.write(&entries, &counters));
+                while !worker.is_finished() {
+                    std::thread::sleep(Duration::from_millis(100));
+                    Python::attach(|py| {
+                        if interrupt.is_none() {
+                            if let Err(e) = py.check_signals() {
+                                counters.cancel.store(true, Ordering::Relaxed);
+                                interrupt = Some(e);
+                                return;
+                            }
+                        }
+                        if let Some(cb) = &progress {
+                            let done = (
+                                counters.files.load(Ordering::Relaxed),
+                                counters.bytes.load(Ordering::Relaxed),
+                            );
+                            if let Err(e) = cb.call1(py, done) {
+                                counters.cancel.store(true, Ordering::Relaxed);
+                                interrupt.get_or_insert(e);
+                            }
+                        }
+                    });
+                }
+                worker
+                    .join()
+                    .unwrap_or(Err(Error::Invalid("packing thread panicked".into())))
+            })
+        });
+        if let Some(e) = interrupt {
+            return Err(e);
+        }
+        if let Some(cb) = &progress {
+            cb.call1(
+                py,
+                (
+                    counters.files.load(Ordering::Relaxed),
+                    counters.bytes.load(Ordering::Relaxed),
+                ),
+            )?;
+        }
+        let reports = result.map_err(|e| to_py(py, e))?;
+        Ok(reports
+            .into_iter()
+            .map(|(i, r)| (i, report_tuple(r)))
+            .collect())
+    }
+
+    /// Complete the archive (trailers, central directory, flush).
+    fn finish(&self, py: Python<'_>) -> PyResult<()> {
+        let mut guard = self
+            .packer
+            .lock()
+            .map_err(|_| PyValueError::new_err("writer poisoned"))?;
+        let packer: &mut Packer = &mut guard;
+        py.detach(|| packer.finish()).map_err(|e| to_py(py, e))
+    }
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(scan_prefix, m)?)?;
+    m.add_function(wrap_pyfunction!(read_records, m)?)?;
+    m.add_function(wrap_pyfunction!(read_paths_json, m)?)?;
+    m.add_function(wrap_pyfunction!(replace_prefix, m)?)?;
+    m.add_function(wrap_pyfunction!(format_shebang, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_shebang, m)?)?;
+    m.add_class::<ArchiveWriter>()?;
+    m.add("SHEBANG_LIMIT", prefix::SHEBANG_LIMIT)?;
+    Ok(())
+}

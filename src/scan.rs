@@ -1,0 +1,125 @@
+//! Walking an environment: every file, symlink and empty directory, in parallel.
+//!
+//! Symlinks are never followed (a link to a directory is one entry, like a link to a
+//! file), so the walk cannot leave the prefix or loop.
+
+use crate::error::{IoContext, Result};
+use rayon::prelude::*;
+use std::ffi::OsString;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Symlink,
+    /// A directory with nothing in it (others are implied by their contents).
+    EmptyDir,
+    /// A socket, FIFO or device: nothing an archive should carry.
+    Other,
+}
+
+impl Kind {
+    pub fn code(self) -> &'static str {
+        match self {
+            Kind::File => "f",
+            Kind::Symlink => "l",
+            Kind::EmptyDir => "d",
+            Kind::Other => "o",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Found {
+    /// Path relative to the prefix.
+    pub path: PathBuf,
+    pub kind: Kind,
+    /// Bytes of a file; length of a symlink's target.
+    pub size: u64,
+}
+
+/// Walk `prefix`, skipping the top-level names in `skip_top`.
+pub fn scan(prefix: &Path, skip_top: &[OsString]) -> Result<Vec<Found>> {
+    let top: Vec<fs::DirEntry> = fs::read_dir(prefix)
+        .at(prefix)?
+        .collect::<std::io::Result<_>>()
+        .at(prefix)?;
+    let top: Vec<fs::DirEntry> = top
+        .into_iter()
+        .filter(|e| !skip_top.contains(&e.file_name()))
+        .collect();
+    let parts: Vec<Vec<Found>> = top
+        .par_iter()
+        .map(|e| visit(prefix, Path::new(&e.file_name()), e))
+        .collect::<Result<_>>()?;
+    Ok(parts.into_iter().flatten().collect())
+}
+
+fn visit(prefix: &Path, rel: &Path, entry: &fs::DirEntry) -> Result<Vec<Found>> {
+    let abs = prefix.join(rel);
+    let ft = entry.file_type().at(&abs)?;
+    if ft.is_dir() {
+        let children: Vec<fs::DirEntry> = fs::read_dir(&abs)
+            .at(&abs)?
+            .collect::<std::io::Result<_>>()
+            .at(&abs)?;
+        if children.is_empty() {
+            return Ok(vec![Found {
+                path: rel.to_path_buf(),
+                kind: Kind::EmptyDir,
+                size: 0,
+            }]);
+        }
+        let parts: Vec<Vec<Found>> = children
+            .par_iter()
+            .map(|c| visit(prefix, &rel.join(c.file_name()), c))
+            .collect::<Result<_>>()?;
+        return Ok(parts.into_iter().flatten().collect());
+    }
+    let meta = entry.metadata().at(&abs)?;
+    let kind = if ft.is_symlink() {
+        Kind::Symlink
+    } else if ft.is_file() {
+        Kind::File
+    } else {
+        Kind::Other
+    };
+    Ok(vec![Found {
+        path: rel.to_path_buf(),
+        kind,
+        size: meta.len(),
+    }])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_files_links_and_empty_dirs_without_following_links() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        fs::create_dir_all(p.join("a/b")).unwrap();
+        fs::create_dir_all(p.join("empty")).unwrap();
+        fs::create_dir_all(p.join("pkgs/x")).unwrap();
+        fs::write(p.join("a/b/f.txt"), b"hello").unwrap();
+        std::os::unix::fs::symlink("b", p.join("a/link")).unwrap();
+        std::os::unix::fs::symlink("/", p.join("a/outside")).unwrap();
+        let mut got: Vec<(String, Kind, u64)> = scan(p, &["pkgs".into()])
+            .unwrap()
+            .into_iter()
+            .map(|f| (f.path.to_string_lossy().into_owned(), f.kind, f.size))
+            .collect();
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            got,
+            vec![
+                ("a/b/f.txt".into(), Kind::File, 5),
+                ("a/link".into(), Kind::Symlink, 1),
+                ("a/outside".into(), Kind::Symlink, 1),
+                ("empty".into(), Kind::EmptyDir, 0),
+            ]
+        );
+    }
+}
