@@ -266,7 +266,7 @@ pub fn prepare(
 /// Restore the placeholder and check the result against the package's records.
 fn try_restore(env: &Material, step: Step, r: &Restore) -> std::result::Result<Material, String> {
     let mut mat = env.clone();
-    mat.push(step).map_err(|e| relocation_message(e))?;
+    mat.push(step).map_err(relocation_message)?;
     let probe = if r.sha256.is_some() {
         Probe::hash()
     } else {

@@ -66,13 +66,13 @@ fn scan_prefix(
     py: Python<'_>,
     prefix: PathBuf,
     skip_top: Vec<OsString>,
-) -> PyResult<Vec<(PathBuf, &'static str, u64)>> {
+) -> PyResult<Vec<(OsString, &'static str, u64)>> {
     let found = py
         .detach(|| scan::scan(&prefix, &skip_top))
         .map_err(|e| to_py(py, e))?;
     Ok(found
         .into_iter()
-        .map(|f| (f.path, f.kind.code(), f.size))
+        .map(|f| (f.path.into_os_string(), f.kind.code(), f.size))
         .collect())
 }
 
@@ -250,7 +250,7 @@ fn entry_arg(item: &Bound<'_, PyAny>) -> PyResult<PackEntry> {
                 other => return Err(PyValueError::new_err(format!("unknown content {other:?}"))),
             }
         } else {
-            Content::Process(spec_arg(content_obj.extract()?)?)
+            Content::Process(Box::new(spec_arg(content_obj.extract()?)?))
         };
         Source::Path { path, content }
     };
@@ -269,7 +269,7 @@ type ReportTuple = (
     Option<bool>,
     bool,
     bool,
-    Option<(PathBuf, PathBuf, bool)>,
+    Option<(OsString, OsString, bool)>,
 );
 
 fn report_tuple(r: Report) -> ReportTuple {
@@ -278,8 +278,7 @@ fn report_tuple(r: Report) -> ReportTuple {
         Outcome::Cached => "cached",
         Outcome::AsIs => "as-is",
     });
-    let bytes_path =
-        |b: Vec<u8>| PathBuf::from(std::ffi::OsString::from(std::ffi::OsStr::from_bytes(&b)));
+    let bytes_path = |b: Vec<u8>| std::ffi::OsStr::from_bytes(&b).to_os_string();
     let shebang = r
         .shebang
         .map(|s| (bytes_path(s.exe), bytes_path(s.options), s.rewritten));

@@ -32,7 +32,7 @@ const BATCH_ENTRIES: usize = 1024;
 #[derive(Clone, Debug)]
 pub enum Content {
     Copy,
-    Process(ContentSpec),
+    Process(Box<ContentSpec>),
     /// A `conda-meta/*.json` record: machine-specific paths are blanked.
     CondaMeta,
 }

@@ -25,6 +25,9 @@ const S_IFLNK: u32 = 0o120000;
 const S_IFDIR: u32 = 0o040000;
 const S_IFREG: u32 = 0o100000;
 
+/// Produces an entry's bytes into the sink it is given.
+type BodyFn<'a> = dyn FnMut(&mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> + 'a;
+
 pub const ZIP64_DISABLED: &str = "Large Zip File: ZIP64 extensions required but were disabled";
 
 struct EntryDeflate {
@@ -116,7 +119,7 @@ impl ZipArchive {
         external: u32,
         size: u64,
         stored: bool,
-        body: &mut dyn FnMut(&mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()>,
+        body: &mut BodyFn<'_>,
     ) -> Result<()> {
         let begin = Begin {
             name: meta.path.clone(),
@@ -427,8 +430,8 @@ fn dos_time(mtime: i64) -> (u16, u16) {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = (yoe + era * 400 + i64::from(month <= 2)).min(2107);
-    let time = ((secs / 3600) << 11 | (secs % 3600 / 60) << 5 | (secs % 60) / 2) as u16;
-    let date = ((year - 1980) << 9 | month << 5 | day) as u16;
+    let time = (((secs / 3600) << 11) | ((secs % 3600 / 60) << 5) | ((secs % 60) / 2)) as u16;
+    let date = (((year - 1980) << 9) | (month << 5) | day) as u16;
     (time, date)
 }
 

@@ -90,13 +90,20 @@ pub fn format_shebang(prefix: &[u8], exe_rel: &[u8], options: &[u8]) -> Vec<u8> 
     exe.push(b'/');
     exe.extend_from_slice(exe_rel);
     let plain = 2 + exe.len() + options.len();
-    if plain <= SHEBANG_LIMIT && !prefix.iter().any(u8::is_ascii_whitespace) {
+    // Linux passes everything after the interpreter as one argument, so `-E -s` reaches
+    // Python as the single option "-E -s"; the trampoline below splits it.
+    let split_opts = opts.trim_ascii().iter().any(u8::is_ascii_whitespace);
+    let python = is_python(exe_rel);
+    if plain <= SHEBANG_LIMIT
+        && !prefix.iter().any(u8::is_ascii_whitespace)
+        && !(python && split_opts)
+    {
         let mut line = b"#!".to_vec();
         line.extend_from_slice(&exe);
         line.extend_from_slice(options);
         return line;
     }
-    if !is_python(exe_rel) {
+    if !python {
         return env_shebang(exe_rel, options);
     }
     let mut line = b"#!/bin/sh".to_vec();
@@ -149,6 +156,18 @@ mod tests {
         assert_eq!(
             format_shebang(b"/opt/env", b"bin/python3.11", b" -E"),
             b"#!/opt/env/bin/python3.11 -E"
+        );
+    }
+
+    #[test]
+    fn several_python_options_get_a_trampoline() {
+        assert_eq!(
+            format_shebang(b"/opt/env", b"bin/python3.11", b" -E -s"),
+            &b"#!/bin/sh\n'''exec' \"/opt/env/bin/python3.11\" -E -s \"$0\" \"$@\" #'''"[..]
+        );
+        assert_eq!(
+            format_shebang(b"/opt/env", b"bin/perl", b" -w -T"),
+            b"#!/opt/env/bin/perl -w -T"
         );
     }
 

@@ -1,0 +1,449 @@
+"""Packing an environment: the steps from a :class:`CondaEnv` to an archive on disk.
+
+The archive is written under a temporary name next to the output and renamed into place
+only when complete, so a failure or Ctrl-C never leaves a partial archive behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from . import _core
+from ._version import __version__
+from .env import CondaEnv, missing_files_error
+from .errors import CondaPackException
+from .plan import (
+    Plan,
+    canonical_format,
+    check_dest_room,
+    check_level,
+    check_output_location,
+    normalize_arcroot,
+    output_and_format,
+    parcel_output,
+    parse_n_threads,
+    plan_entries,
+    source_date,
+)
+from .progress import ProgressBar
+from .unpack import (
+    Generated,
+    PrefixRecord,
+    ShebangRecord,
+    activation_scripts,
+    conda_unpack,
+    parcel_files,
+)
+from .warn import warn
+
+__all__ = ["pack", "pack_env"]
+
+
+def pack(
+    name=None,
+    prefix=None,
+    output=None,
+    format="infer",
+    arcroot="",
+    dest_prefix=None,
+    parcel_root=None,
+    parcel_name=None,
+    parcel_version=None,
+    parcel_distro=None,
+    verbose=False,
+    force=False,
+    compress_level=4,
+    n_threads=None,
+    zip_symlinks=False,
+    zip_64=True,
+    filters=None,
+    ignore_editable_packages=False,
+    ignore_missing_files=False,
+):
+    """Package an existing conda environment into an archive file.
+
+    Parameters
+    ----------
+    name : str, optional
+        The name of the conda environment to pack (``base`` is the root environment).
+    prefix : str, optional
+        A path to a conda environment to pack. Only one of ``name`` and ``prefix``
+        should be supplied; with neither, the active environment is packed.
+    output : str, optional
+        The path of the output file. Defaults to the environment name with a suffix
+        determined by the format; e.g. ``my_env.tar.gz``.
+    format : {'infer', 'zip', 'tar.gz', 'tgz', 'tar.bz2', 'tbz2', 'tar.xz', 'txz',
+        'tar.zst', 'tzst', 'tar', 'parcel', 'squashfs', 'no-archive'}, optional
+        The archival format to use. By default, this is inferred from the output
+        file extension, and defaults to ``tar.gz`` if ``output`` is not supplied.
+    arcroot : str, optional
+        The relative path in the archive to the conda environment. Defaults to ''.
+    dest_prefix : str, optional
+        If present, prefixes will be rewritten to this path before packaging. In this
+        case the ``conda-unpack`` script will not be generated.
+    parcel_root, parcel_name, parcel_version, parcel_distro : str, optional
+        (Parcels only) the root directory, name, version, and target distribution of
+        the parcel. Defaults: ``/opt/cloudera/parcels``, the environment's name, today's
+        date as ``YYYY.MM.DD``, and ``el7``.
+    verbose : bool, optional
+        If True, report progress to stdout. Default is False.
+    force : bool, optional
+        Overwrite an existing archive at the output path, or create the output
+        directory structure if it is missing. Default is False.
+    compress_level : int, optional
+        The compression level: 0-9, for zstd up to 22. Default is 4.
+    n_threads : int, optional
+        Worker threads for reading and compressing. -1 or None (the default) use every
+        core this process may run on; 1 means one worker.
+    zip_symlinks : bool, optional
+        (``zip`` only) Store symbolic links as links instead of the files they point to.
+    zip_64 : bool, optional
+        (``zip`` only) Whether to enable ZIP64 extensions. Default is True.
+    filters : list, optional
+        ``(kind, pattern)`` pairs, kind ``'exclude'`` or ``'include'``, applied in order.
+    ignore_editable_packages : bool, optional
+        Pack even if editable packages are installed.
+    ignore_missing_files : bool, optional
+        Pack even if files conda installed are missing or were changed.
+
+    Returns
+    -------
+    out_path : str
+        The path to the archived environment.
+    """
+    if name and prefix:
+        raise CondaPackException("Cannot specify both 'name' and 'prefix'")
+    if verbose:
+        print("Collecting packages...")
+    kwargs = dict(
+        ignore_editable_packages=ignore_editable_packages,
+        ignore_missing_files=ignore_missing_files,
+    )
+    if prefix:
+        env = CondaEnv.from_prefix(prefix, **kwargs)
+    elif name:
+        env = CondaEnv.from_name(name, **kwargs)
+    else:
+        env = CondaEnv.from_default(**kwargs)
+    env._ignore_missing_files = ignore_missing_files
+    for kind, pattern in filters or ():
+        if kind == "exclude":
+            env = env.exclude(pattern)
+        elif kind == "include":
+            env = env.include(pattern)
+        else:
+            raise CondaPackException("Unknown filter of kind %r" % kind)
+    return env.pack(
+        output=output,
+        format=format,
+        arcroot=arcroot,
+        dest_prefix=dest_prefix,
+        parcel_root=parcel_root,
+        parcel_name=parcel_name,
+        parcel_version=parcel_version,
+        parcel_distro=parcel_distro,
+        verbose=verbose,
+        force=force,
+        compress_level=compress_level,
+        n_threads=n_threads,
+        zip_symlinks=zip_symlinks,
+        zip_64=zip_64,
+    )
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def _replace_dir(tmp: str, output: str) -> None:
+    if os.path.lexists(output):
+        if not os.path.isdir(output) or os.path.islink(output):
+            os.unlink(output)
+        elif os.listdir(output) and not os.path.isdir(os.path.join(output, "conda-meta")):
+            raise CondaPackException(
+                "Refusing to replace directory %r: it is not empty and holds no environment"
+                % output
+            )
+        else:
+            shutil.rmtree(output)
+    os.rename(tmp, output)
+
+
+@contextmanager
+def staged_output(output: str, directory: bool) -> Iterator[str]:
+    """A temporary path next to ``output``, moved there only if the block succeeds."""
+    parent = os.path.dirname(os.path.abspath(output))
+    prefix = "." + os.path.basename(output) + "."
+    try:
+        if directory:
+            tmp = tempfile.mkdtemp(dir=parent, prefix=prefix, suffix=".partial")
+        else:
+            fd, tmp = tempfile.mkstemp(dir=parent, prefix=prefix, suffix=".partial")
+            os.close(fd)
+    except OSError as e:
+        raise CondaPackException("Cannot write to %s: %s" % (parent, e.strerror)) from e
+    try:
+        yield tmp
+        os.chmod(tmp, (0o777 if directory else 0o666) & ~_umask())
+        if directory:
+            _replace_dir(tmp, output)
+        else:
+            os.replace(tmp, output)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _mksquashfs(staging: str, out: str, level: int, threads: int, verbose: bool) -> None:
+    cmd = ["mksquashfs", staging, out, "-noappend", "-processors", str(threads), "-all-root"]
+    cmd += ["-mkfs-time", "0"]
+    if level == 0:
+        cmd += ["-noI", "-noD", "-noF", "-noX"]
+        what = "no"
+    elif level == 9:
+        cmd += ["-comp", "xz"]
+        what = "xz"
+    else:
+        zlevel = int(level / 8 * 20)
+        cmd += ["-comp", "zstd", "-Xcompression-level", str(zlevel), "-b", str(256 * 1024)]
+        what = "zstd (level %d)" % zlevel
+    if verbose:
+        print("Running mksquashfs with %s compression (processors: %d)." % (what, threads))
+        cmd.append("-quiet")
+    else:
+        cmd += ["-quiet", "-no-progress"]
+    try:
+        proc = subprocess.run(cmd, stderr=subprocess.PIPE)
+    except OSError as e:
+        raise CondaPackException("Could not run mksquashfs: %s" % e) from e
+    if proc.returncode != 0:
+        raise CondaPackException(
+            "mksquashfs failed (exit %d): %s"
+            % (proc.returncode, proc.stderr.decode(errors="replace").strip())
+        )
+
+
+class _Outcome:
+    """What packing learned about the files: conda-unpack's records and the problems."""
+
+    def __init__(self) -> None:
+        self.prefix: list[PrefixRecord] = []
+        self.shebang: list[ShebangRecord] = []
+        self.changed: dict[tuple[str, str], list[str]] = {}
+        self.unrestorable: list[str] = []
+        self.unmanaged_binaries: list[str] = []
+
+
+def _is_bytecode(target: str) -> bool:
+    return target.endswith((".pyc", ".pyo")) or "/__pycache__/" in target
+
+
+def interpret(plan: Plan, reports: list, env_prefix: str, dest: str | None) -> _Outcome:
+    out = _Outcome()
+    for index, (outcome, _problem, modified, binary, contains, shebang) in reports:
+        f = plan.files[index]
+        if modified:
+            pkg = f._package
+            key = (pkg.name, pkg.version) if pkg else ("?", "?")
+            out.changed.setdefault(key, []).append(f.target + " (changed since install)")
+        restored = outcome in ("restored", "cached")
+        placeholder = f.prefix_placeholder if restored else env_prefix
+        if f.file_mode in ("text", "binary") and f.prefix_placeholder:
+            mode = f.file_mode
+            if not restored and mode == "binary" and contains and not modified:
+                out.unrestorable.append(f.target)
+        else:
+            mode = "binary" if binary else "text"
+        if mode == "binary" and contains and not f.is_conda:
+            # Strings in other binaries may be length-prefixed: patching could corrupt them.
+            if not _is_bytecode(f.target):
+                out.unmanaged_binaries.append(f.target)
+            continue
+        if dest is not None:
+            continue
+        if contains:
+            out.prefix.append(PrefixRecord(f.target, placeholder, mode))
+        if shebang is not None:
+            exe, options, _rewritten = shebang
+            out.shebang.append(ShebangRecord(f.target, exe, options))
+    return out
+
+
+def _warn_outcome(out: _Outcome, env_prefix: str, dest: str | None) -> None:
+    def listing(paths: list[str]) -> str:
+        shown = "\n".join("  - " + p for p in sorted(paths)[:10])
+        if len(paths) > 10:
+            shown += "\n  + %d others" % (len(paths) - 10)
+        return shown
+
+    if out.unrestorable:
+        warn(
+            "The build placeholder could not be restored in these binary files (they are "
+            "packed as installed), so they relocate only to paths of at most %d characters:\n%s"
+            % (len(os.fsencode(env_prefix)), listing(out.unrestorable))
+        )
+    if out.unmanaged_binaries:
+        warn(
+            "These binary files were not installed by conda and hold the environment's "
+            "path %s; conda-pack cannot safely rewrite them, so they may not work once the "
+            "environment is moved%s:\n%s"
+            % (
+                env_prefix,
+                "" if dest is None else " to %s" % dest,
+                listing(out.unmanaged_binaries),
+            )
+        )
+
+
+def _generated(
+    env: CondaEnv, out: _Outcome, dest: str | None, parcel: str | None
+) -> list[Generated]:
+    layout = env._layout
+    if parcel is not None:
+        name, rest = parcel.split("-", 1)
+        version, distro = rest.rsplit("-", 1)
+        return parcel_files(name, version, distro, [p.as_dict() for p in env._packages])
+    files = []
+    has_conda = any(p.name == "conda" for p in env._packages)
+    if not (dest is not None and has_conda):
+        files += activation_scripts(layout.windows)
+    if dest is None:
+        script = conda_unpack(out.prefix, out.shebang, __version__, layout.windows)
+        files.append(Generated(layout.bin_dir + "/conda-unpack", script, 0o755))
+    return files
+
+
+def _generated_targets(env: CondaEnv, dest: str | None, parcel: str | None) -> set:
+    """Targets generated files will take, computed before packing starts."""
+    if parcel is not None:
+        return {"meta/parcel.json", "meta/conda_env.sh"}
+    fake = _Outcome()
+    return {g.target for g in _generated(env, fake, dest, None)}
+
+
+def pack_env(
+    env: CondaEnv,
+    output=None,
+    format="infer",
+    arcroot="",
+    dest_prefix=None,
+    parcel_root=None,
+    parcel_name=None,
+    parcel_version=None,
+    parcel_distro=None,
+    verbose=False,
+    force=False,
+    compress_level=4,
+    n_threads=None,
+    zip_symlinks=False,
+    zip_64=True,
+) -> str:
+    output, format = output_and_format(env.name, output, format)
+    parcel = None
+    if format == "parcel":
+        if dest_prefix or arcroot:
+            raise CondaPackException("Cannot specify 'dest_prefix'/'arcroot' for parcels")
+        dest_prefix, arcroot, parcel = parcel_output(
+            env.name, parcel_root, parcel_name, parcel_version, parcel_distro
+        )
+        if output is None:
+            output = parcel + ".parcel"
+    else:
+        arcroot = normalize_arcroot(arcroot)
+    kind = canonical_format(format)
+    level = check_level(kind, compress_level)
+    threads = parse_n_threads(n_threads)
+    if dest_prefix is not None:
+        windows_abs = env._layout.windows and dest_prefix[1:3] in (":\\", ":/")
+        if not (dest_prefix.startswith("/") or windows_abs):
+            raise CondaPackException("--dest-prefix %r must be an absolute path" % dest_prefix)
+        check_dest_room(env, dest_prefix)
+    if kind == "squashfs" and shutil.which("mksquashfs") is None:
+        raise CondaPackException(
+            "Command 'mksquashfs' not found. Install squashfs-tools "
+            "(e.g. 'apt-get install squashfs-tools' or 'conda install squashfs-tools')."
+        )
+    check_output_location(output, force)
+    if verbose:
+        print("Packing environment at %r to %r" % (env.prefix, output))
+
+    with staged_output(output, directory=kind == "no-archive") as tmp:
+        if kind == "squashfs":
+            staging = tempfile.mkdtemp(dir=os.path.dirname(tmp), suffix=".staging")
+            try:
+                _write(
+                    env,
+                    staging,
+                    "dir-linked",
+                    level,
+                    threads,
+                    arcroot,
+                    dest_prefix,
+                    parcel,
+                    zip_symlinks,
+                    zip_64,
+                    verbose,
+                )
+                _mksquashfs(staging, tmp, level, threads, verbose)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        else:
+            writer_format = "dir" if kind == "no-archive" else kind
+            _write(
+                env,
+                tmp,
+                writer_format,
+                level,
+                threads,
+                arcroot,
+                dest_prefix,
+                parcel,
+                zip_symlinks,
+                zip_64,
+                verbose,
+            )
+    return output
+
+
+def _write(
+    env, path, writer_format, level, threads, arcroot, dest, parcel, zip_symlinks, zip_64, verbose
+) -> None:
+    replaced = _generated_targets(env, dest, parcel)
+    plan = plan_entries(env, dest, replaced)
+    writer = _core.ArchiveWriter(
+        path, writer_format, level, threads, arcroot, env.prefix, zip_symlinks, zip_64
+    )
+    bar = ProgressBar(len(plan.entries), plan.total_bytes) if ProgressBar.wanted(verbose) else None
+    try:
+        reports = writer.write(plan.entries, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    out = interpret(plan, reports, env.prefix, dest)
+    if out.changed and not getattr(env, "_ignore_missing_files", False):
+        raise missing_files_error(out.changed)
+    _warn_outcome(out, env.prefix, dest)
+    when = source_date(env.prefix)
+    generated = [
+        (g.target, g.data, None, g.mode, when, len(g.data))
+        for g in _generated(env, out, dest, parcel)
+    ]
+    writer.write(generated)
+    writer.finish()

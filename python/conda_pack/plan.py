@@ -1,0 +1,248 @@
+"""Deciding what goes into an archive: format, output name, and what each file needs.
+
+Everything here is a decision; the bytes are moved by the Rust core (``_core``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from fnmatch import fnmatch
+
+from .env import CondaEnv, File
+from .errors import CondaPackException
+from .metadata import Layout, package_path
+
+FORMATS = (
+    "zip",
+    "tar.gz",
+    "tgz",
+    "tar.bz2",
+    "tbz2",
+    "tar.xz",
+    "txz",
+    "tar",
+    "tar.zst",
+    "tzst",
+    "parcel",
+    "squashfs",
+    "no-archive",
+)
+# Output suffix -> format, tried in order.
+_SUFFIXES = (
+    (".parcel", "parcel"),
+    (".zip", "zip"),
+    (".tar.gz", "tar.gz"),
+    (".tgz", "tar.gz"),
+    (".tar.bz2", "tar.bz2"),
+    (".tbz2", "tar.bz2"),
+    (".tar.xz", "tar.xz"),
+    (".txz", "tar.xz"),
+    (".tar.zst", "tar.zst"),
+    (".tzst", "tar.zst"),
+    (".tar", "tar"),
+    (".squashfs", "squashfs"),
+    (".no-archive", "no-archive"),
+)
+_CANONICAL = {
+    "tgz": "tar.gz",
+    "tbz2": "tar.bz2",
+    "txz": "tar.xz",
+    "tzst": "tar.zst",
+    "parcel": "tar.gz",
+}
+
+
+def canonical_format(format: str) -> str:
+    """The archive format behind an alias (a parcel is a tar.gz)."""
+    return _CANONICAL.get(format, format)
+
+
+def output_and_format(name: str, output: str | None = None, format: str = "infer"):
+    """The output path and format, each inferred from the other as conda-pack does."""
+    if output is None and format == "infer":
+        format = "tar.gz"
+    elif format == "infer":
+        for suffix, fmt in _SUFFIXES:
+            if output.endswith(suffix):
+                format = fmt
+                break
+        else:
+            raise CondaPackException(
+                "Unknown file extension %r (pass --format, or use one of: %s)"
+                % (output, ", ".join(s for s, _ in _SUFFIXES))
+            )
+    elif format not in FORMATS:
+        raise CondaPackException("Unknown format %r" % format)
+    elif output is not None and output.endswith(".parcel"):
+        if format not in ("tar.gz", "tgz"):
+            raise CondaPackException("Invalid format for parcel %r" % format)
+        format = "parcel"
+    if output is None and format != "parcel":
+        output = os.extsep.join([name, format])
+    return output, format
+
+
+def parcel_output(
+    name, parcel_root=None, parcel_name=None, parcel_version=None, parcel_distro=None
+):
+    """``(dest_prefix, arcroot, name-version-distro)`` of a Cloudera parcel."""
+    parcel_root = parcel_root or "/opt/cloudera/parcels"
+    parcel_name = parcel_name or name
+    parcel_version = parcel_version or datetime.today().strftime("%Y.%m.%d")
+    parcel_distro = parcel_distro or "el7"
+    if "-" in parcel_name:
+        raise CondaPackException("Parcel names may not have dashes: %s" % parcel_name)
+    if "-" in parcel_version:
+        raise CondaPackException("Parcel versions may not have dashes: %s" % parcel_version)
+    if "-" in parcel_distro:
+        raise CondaPackException("Parcel distributions may not have dashes: %s" % parcel_distro)
+    arcroot = parcel_name + "-" + parcel_version
+    return os.path.join(parcel_root, arcroot), arcroot, arcroot + "-" + parcel_distro
+
+
+def check_output_location(output: str, force: bool) -> None:
+    if os.path.lexists(output) and not force:
+        raise CondaPackException("File %r already exists (pass --force to overwrite it)" % output)
+    directory = os.path.dirname(output) or "."
+    if force:
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as e:
+            raise CondaPackException(
+                "Cannot create the output directory %s: %s" % (directory, e.strerror)
+            ) from e
+    if not os.path.isdir(directory):
+        raise CondaPackException(
+            "The target output directory %s does not exist (pass --force to create it)" % directory
+        )
+
+
+def normalize_arcroot(arcroot: str | None) -> str:
+    arcroot = (arcroot or "").strip("/").strip(os.sep)
+    if arcroot and any(part in ("..", ".") for part in re.split(r"[\\/]", arcroot)):
+        raise CondaPackException("--arcroot %r must not contain '.' or '..'" % arcroot)
+    return arcroot
+
+
+def parse_n_threads(n_threads: int | None) -> int:
+    """Worker threads: None means every core this process may use."""
+    if n_threads is None or n_threads == -1:
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:
+            return os.cpu_count() or 1
+    if n_threads < 1:
+        raise CondaPackException("n-threads must be >= 1, or -1 for all cores")
+    return n_threads
+
+
+_LEVELS = {
+    "tar.gz": (0, 9),
+    "zip": (0, 9),
+    "tar.bz2": (1, 9),
+    "tar.xz": (0, 9),
+    "tar.zst": (-7, 22),
+    "squashfs": (0, 9),
+}
+
+
+def check_level(format: str, level: int) -> int:
+    low, high = _LEVELS.get(format, (None, None))
+    if low is not None and not low <= level <= high:
+        raise CondaPackException(
+            "--compress-level %d is out of range for %s (use %d to %d)" % (level, format, low, high)
+        )
+    return level
+
+
+def source_date(prefix: str) -> int:
+    """A fixed time for generated files, so that packing twice gives identical archives."""
+    env = os.environ.get("SOURCE_DATE_EPOCH")
+    if env and env.isdigit():
+        return int(env)
+    meta = os.path.join(prefix, "conda-meta")
+    try:
+        return int(os.stat(os.path.join(meta, "history")).st_mtime)
+    except OSError:
+        pass
+    try:
+        times = [e.stat().st_mtime for e in os.scandir(meta) if e.name.endswith(".json")]
+        return int(max(times)) if times else 0
+    except OSError:
+        return 0
+
+
+@dataclass
+class Plan:
+    """Archive entries for ``_core.ArchiveWriter.write``, with the file behind each."""
+
+    entries: list = field(default_factory=list)
+    files: list = field(default_factory=list)
+    total_bytes: int = 0
+
+
+def _restore_spec(f: File, layout: Layout, env_prefix: bytes) -> tuple:
+    rec = f._record
+    size = sha = sha_in = cache = None
+    if rec is not None:
+        size, sha, sha_in = rec[4], rec[5], rec[6]
+        pkg = f._package
+        if pkg is not None and pkg.link_source:
+            cache = os.path.join(pkg.link_source, package_path(f.target, pkg, layout))
+    return (f.file_mode, env_prefix, os.fsencode(f.prefix_placeholder), size, sha, sha_in, cache)
+
+
+def content_for(f: File, layout: Layout, env_prefix: bytes, dest: bytes | None):
+    """What the core must do with one file's bytes (see ``_core.pyi``)."""
+    if f.file_mode is None:
+        if f.is_conda and fnmatch(f.target, "conda-meta/*.json"):
+            return "conda-meta"
+        return None
+    if f.file_mode not in ("text", "binary", "unknown"):
+        raise CondaPackException("unknown file_mode %r for %s" % (f.file_mode, f.target))
+    shebang = not layout.windows and f.target.startswith(layout.bin_dir + "/")
+    if f.file_mode != "unknown" and f.prefix_placeholder:
+        return (_restore_spec(f, layout, env_prefix), None, dest, shebang)
+    return (None, env_prefix, dest, shebang)
+
+
+def plan_entries(env: CondaEnv, dest: str | None, replaced: set) -> Plan:
+    """One entry per file, in the env's (sorted) order; ``replaced`` targets are left out
+    because a generated file takes their place."""
+    layout = env._layout
+    env_prefix = os.fsencode(env.prefix)
+    dest_b = os.fsencode(dest) if dest is not None else None
+    plan = Plan()
+    for f in env.files:
+        if f.target in replaced:
+            continue
+        content = content_for(f, layout, env_prefix, dest_b)
+        mode = 0o644 if content == "conda-meta" else None
+        size = f._size or 0
+        plan.entries.append((f.target, f.source, content, mode, None, size))
+        plan.files.append(f)
+        plan.total_bytes += size
+    return plan
+
+
+def check_dest_room(env: CondaEnv, dest: str) -> None:
+    """Fail before writing anything if a binary file cannot hold ``dest``."""
+    need = len(os.fsencode(dest))
+    tight = [
+        f
+        for f in env.files
+        if f.file_mode == "binary"
+        and f.prefix_placeholder
+        and need > len(os.fsencode(f.prefix_placeholder))
+    ]
+    if tight:
+        room = min(len(os.fsencode(f.prefix_placeholder)) for f in tight)
+        names = ", ".join(sorted(f.target for f in tight)[:5])
+        more = " and %d more" % (len(tight) - 5) if len(tight) > 5 else ""
+        raise CondaPackException(
+            "--dest-prefix %r is %d characters, but %s%s hold binary strings with room for "
+            "at most %d characters. Choose a shorter destination." % (dest, need, names, more, room)
+        )

@@ -1,0 +1,145 @@
+"""Files conda-pack generates into every archive: conda-unpack, activation scripts, and
+parcel metadata. Their sources live beside this module; this module fills them in.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from importlib import resources
+from typing import NamedTuple
+
+__all__ = [
+    "Generated",
+    "PrefixRecord",
+    "ShebangRecord",
+    "activation_scripts",
+    "conda_unpack",
+    "parcel_files",
+]
+
+# conda-unpack is Python; this prelude, a no-op string to Python, lets `sh` find an
+# interpreter for it: the environment's own first (it runs before relocation), then any
+# Python 3 on PATH, so the archive needs nothing installed on the target.
+_SH_PRELUDE = """\
+#!/bin/sh
+''':'
+bin=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd) || exit 1
+for py in "$bin/python3" "$bin/python" python3 python; do
+    if "$py" -c 'import sys; sys.exit(sys.version_info < (3, 6))' >/dev/null 2>&1; then
+        exec "$py" "$0" "$@"
+    fi
+done
+echo "conda-unpack: no Python 3.6+ found (tried $bin/python3, $bin/python and PATH)" >&2
+exit 127
+'''
+"""
+
+
+class PrefixRecord(NamedTuple):
+    """A file conda-unpack must rewrite: it holds ``placeholder`` in ``mode``."""
+
+    path: str
+    placeholder: str
+    mode: str
+
+
+class ShebangRecord(NamedTuple):
+    """A script whose first line conda-unpack points at ``prefix/exe``."""
+
+    path: str
+    exe: str
+    options: str
+
+
+class Generated(NamedTuple):
+    """A generated file: where it goes in the environment, its bytes, its mode."""
+
+    target: str
+    data: bytes
+    mode: int
+
+
+def _read(name: str) -> str:
+    return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+
+
+def _script(name: str) -> bytes:
+    return resources.files(__package__).joinpath("scripts", name).read_bytes()
+
+
+def conda_unpack(
+    prefix_records: list[PrefixRecord],
+    shebang_records: list[ShebangRecord],
+    version: str,
+    windows: bool = False,
+) -> bytes:
+    """The conda-unpack program, with its records filled in."""
+    placeholders = sorted({r.placeholder for r in prefix_records})
+    index = {p: i for i, p in enumerate(placeholders)}
+    data = {
+        "placeholders": placeholders,
+        "prefix": [[r.path, index[r.placeholder], r.mode] for r in sorted(prefix_records)],
+        "shebang": [list(r) for r in sorted(shebang_records)],
+        "windows": windows,
+    }
+    blob = json.dumps(data, separators=(",", ":"), sort_keys=True)
+    source = _read("conda_unpack.py")
+    source, n = re.subn(
+        r"^# <conda-pack:data>\n_DATA = .*$",
+        lambda _: "# <conda-pack:data>\n_DATA = json.loads(%r)" % blob,
+        source,
+        flags=re.M,
+    )
+    source, m = re.subn(
+        r"^# <conda-pack:version>\nVERSION = .*$",
+        lambda _: "# <conda-pack:version>\nVERSION = %r" % version,
+        source,
+        flags=re.M,
+    )
+    assert n == 1 and m == 1, "conda_unpack.py lost its fill-in markers"
+    prelude = "#!python.exe\n" if windows else _SH_PRELUDE
+    return (prelude + source).encode("utf-8")
+
+
+def activation_scripts(windows: bool = False) -> list[Generated]:
+    """The activate/deactivate scripts for the target platform's shells."""
+    if windows:
+        return []
+    return [
+        Generated("bin/activate", _script("activate.sh"), 0o644),
+        Generated("bin/deactivate", _script("deactivate.sh"), 0o644),
+        Generated("bin/activate.fish", _script("activate.fish"), 0o644),
+    ]
+
+
+def parcel_files(name: str, version: str, distro: str, packages: list[dict]) -> list[Generated]:
+    """``meta/parcel.json`` and ``meta/conda_env.sh`` for a Cloudera parcel."""
+    parcel = {
+        "schema_version": 1,
+        "name": name,
+        "version": version,
+        "setActiveSymlink": True,
+        "depends": "",
+        "replaces": "",
+        "conflicts": "",
+        "provides": ["spark-plugin"],
+        "scripts": {"defines": "conda_env.sh"},
+        "packages": [
+            {"name": p["name"], "version": "%s-%s" % (p["version"], p["build"])}
+            for p in sorted(packages, key=lambda p: p["name"])
+        ],
+        "components": [{"name": name, "version": version, "pkg_version": version}],
+        "groups": [],
+        "users": {},
+        "extraVersionInfo": {
+            "baseVersion": version,
+            "fullVersion": "%s-%s" % (version, distro),
+            "patchCount": "0",
+        },
+    }
+    text = json.dumps(parcel, indent=2, sort_keys=True) + "\n"
+    return [
+        Generated("meta/parcel.json", text.encode("utf-8"), 0o644),
+        Generated("meta/conda_env.sh", _script("parcel_env.sh"), 0o644),
+    ]

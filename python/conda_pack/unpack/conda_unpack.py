@@ -1,0 +1,350 @@
+"""conda-unpack: finish moving a packed conda environment to the directory it is in.
+
+conda-pack writes this file into every archive as ``bin/conda-unpack`` (Windows:
+``Scripts/conda-unpack-script.py``), with the list of files that hold a prefix filled in.
+Run after extracting, it rewrites those files for the environment's new location. It uses
+only the standard library of any Python 3.6+ (the environment's own interpreter is tried
+first), reads each recorded file once and replaces it atomically (write, then rename), so a
+running program is never written to and an interrupted run can simply be repeated. Running
+it again after moving the environment relocates it again.
+
+This module is also imported by conda-pack's tests: its byte rules must match the Rust
+core's exactly (``replace_cstrings``, ``replace_text``, ``format_shebang``).
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+# The next two assignments are filled in at pack time (the markers must stay above them):
+# the version, and the placeholders, prefix records, shebang records and target platform.
+# <conda-pack:version>
+VERSION = "0.0.0"
+# <conda-pack:data>
+_DATA = json.loads('{"placeholders": [], "prefix": [], "shebang": [], "windows": false}')
+
+# The prefix this environment's files held when it was last unpacked (absent until then).
+STATE_FILE = os.path.join("conda-meta", ".conda-unpack-prefix")
+SHEBANG_LIMIT = 127
+ON_WINDOWS = bool(_DATA.get("windows"))
+
+
+class NoRoom(Exception):
+    """A binary string would grow past the NUL padding that follows it."""
+
+
+def _records():
+    ph = _DATA["placeholders"]
+    return [(path, ph[i], mode) for path, i, mode in _DATA["prefix"]]
+
+
+# (path, placeholder, mode) for every file holding a prefix, as conda-pack 0.9.2 named it.
+_prefix_records = _records()
+
+
+# --- byte rules (the twin of the Rust core's prefix engine) ---------------------------------
+
+
+def replace_text(data, old, new):
+    """Text mode: every occurrence, any length change allowed."""
+    return data.replace(old, new) if old else data
+
+
+def replace_cstrings(data, old, new):
+    """Binary mode: rewrite each NUL-terminated string holding ``old`` in place.
+
+    A shorter result is followed by as many NULs as it shrank, so no later byte moves; a
+    longer one consumes NULs after the terminator (the padding an earlier shrink left) and
+    raises NoRoom when they are not there.
+    """
+    if not old:
+        return data
+    out = []
+    emitted = 0
+    search = 0
+    size = len(data)
+    while True:
+        start = data.find(old, search)
+        if start < 0:
+            break
+        term = data.find(b"\0", start)
+        if term < 0:
+            term = size
+        span = data[start:term]
+        hits = span.count(old)
+        if len(new) <= len(old):
+            out.append(data[emitted:start])
+            out.append(span.replace(old, new))
+            out.append(b"\0" * (hits * (len(old) - len(new))))
+            emitted = term
+        else:
+            grow = hits * (len(new) - len(old))
+            room = data[term : term + grow + 1]
+            nuls = len(room) - len(room.lstrip(b"\0"))
+            if nuls < grow + 1:
+                raise NoRoom(
+                    "string at offset %d needs %d bytes of NUL padding but has %d"
+                    % (start, grow, max(nuls - 1, 0))
+                )
+            out.append(data[emitted:start])
+            out.append(span.replace(old, new))
+            emitted = term + grow
+        search = max(emitted, start + 1)
+        if search >= size:
+            break
+    out.append(data[emitted:])
+    return b"".join(out)
+
+
+def replace_prefix(data, mode, old, new):
+    if mode == "text":
+        return replace_text(data, old, new)
+    if mode == "binary":
+        return replace_cstrings(data, old, new)
+    raise ValueError("unknown mode %r" % (mode,))
+
+
+def parse_shebang(data):
+    """``(line_length, interpreter, options)`` of a ``#!/...`` first line, or None."""
+    end = data.find(b"\n")
+    line = data if end < 0 else data[:end]
+    if not line.startswith(b"#!"):
+        return None
+    body = line[2:].lstrip(b" ")
+    if not body.startswith(b"/"):
+        return None
+    i = 0
+    while i < len(body):
+        c = body[i : i + 1]
+        if c == b"\\" and body[i + 1 : i + 2] == b" ":
+            i += 2
+        elif c in (b" ", b"\r", b"\t"):
+            break
+        else:
+            i += 1
+    return len(line), body[:i], body[i:]
+
+
+def _basename(path):
+    return path.rsplit(b"/", 1)[-1]
+
+
+def _is_python(exe):
+    rest = _basename(exe)
+    if not rest.startswith(b"python"):
+        return False
+    return all(c in b"0123456789." for c in rest[6:])
+
+
+def env_shebang(exe, options):
+    return b"#!/usr/bin/env " + _basename(exe) + options
+
+
+def format_shebang(prefix, exe_rel, options):
+    """The first line(s) that run interpreter ``prefix/exe_rel`` with ``options``.
+
+    The absolute form when Linux can run it (127 bytes, no blank in the prefix); for
+    Python a ``/bin/sh`` trampoline that keeps the absolute interpreter; else the ``env``
+    form, which works once the environment is on PATH.
+    """
+    cr = b""
+    opts = options
+    if opts.endswith(b"\r"):
+        opts, cr = opts[:-1], b"\r"
+    exe = prefix + b"/" + exe_rel
+    blanks = b" \t\n\r\x0b\x0c"
+    python = _is_python(exe_rel)
+    # Linux passes everything after the interpreter as one argument, so `-E -s` reaches
+    # Python as the single option "-E -s"; the trampoline splits it.
+    split_opts = any(c in blanks for c in opts.strip(blanks))
+    if (
+        2 + len(exe) + len(options) <= SHEBANG_LIMIT
+        and not any(c in blanks for c in prefix)
+        and not (python and split_opts)
+    ):
+        return b"#!" + exe + options
+    if not python:
+        return env_shebang(exe_rel, options)
+    quoted = b"".join(b"\\" + bytes([c]) if c in b'"$`\\' else bytes([c]) for c in exe)
+    opts = opts.strip(blanks)
+    line = b"#!/bin/sh" + cr + b"\n'''exec' \"" + quoted + b'"'
+    if opts:
+        line += b" " + opts
+    return line + b' "$0" "$@" #\'\'\'' + cr
+
+
+def _shebang_span(data):
+    """Length of the interpreter line(s) at the start of ``data`` (a trampoline is two)."""
+    first = data.find(b"\n")
+    if first < 0:
+        return len(data)
+    if data[:first].rstrip(b"\r") == b"#!/bin/sh" and data[first + 1 :].startswith(b"'''exec' "):
+        second = data.find(b"\n", first + 1)
+        return len(data) if second < 0 else second
+    return first
+
+
+def fix_shebang(data, prefix, exe_rel, options):
+    """Make the first line run ``prefix/exe_rel``, whatever form it had before."""
+    if not data.startswith(b"#!"):
+        return data
+    return format_shebang(prefix, exe_rel, options) + data[_shebang_span(data) :]
+
+
+# --- relocation -----------------------------------------------------------------------------
+
+
+class Job:
+    __slots__ = ("path", "old", "mode", "room", "shebang")
+
+    def __init__(self, path, old, mode, room, shebang):
+        self.path = path
+        self.old = old
+        self.mode = mode
+        self.room = room
+        self.shebang = shebang
+
+
+def _jobs(root, current):
+    """One job per file: its prefix record and/or its shebang record."""
+    jobs = {}
+    for path, placeholder, mode in _prefix_records:
+        ph = os.fsencode(placeholder)
+        old = os.fsencode(current) if current is not None else ph
+        jobs[path] = Job(path, old, mode, len(ph), None)
+    for path, exe, options in _DATA["shebang"]:
+        job = jobs.get(path)
+        sb = (os.fsencode(exe), os.fsencode(options))
+        if job is None:
+            jobs[path] = Job(path, None, None, None, sb)
+        else:
+            job.shebang = sb
+    return list(jobs.values())
+
+
+def _inside(root_real, path):
+    parent = os.path.realpath(os.path.dirname(path))
+    return parent == root_real or parent.startswith(root_real + os.sep)
+
+
+def _write_atomic(path, data, st):
+    tmp = path + ".conda-unpack-tmp"
+    try:
+        os.unlink(tmp)
+    except OSError:
+        pass
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, st.st_mode & 0o7777)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _rewrite(root, root_real, new_prefix, job):
+    path = os.path.join(root, job.path)
+    if os.path.islink(path) or not _inside(root_real, path):
+        return False  # never follow a link: its target, if ours, has its own record
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False  # excluded or removed after packing
+    with open(path, "rb") as f:
+        data = f.read()
+    new = data
+    if job.mode is not None and job.old != new_prefix:
+        new = replace_prefix(new, job.mode, job.old, new_prefix)
+    if job.shebang is not None:
+        new = fix_shebang(new, new_prefix, job.shebang[0], job.shebang[1])
+    if new == data:
+        return False
+    _write_atomic(path, new, st)
+    return True
+
+
+def _progress(done, total, start):
+    width = 40
+    frac = done / total if total else 1.0
+    elapsed = time.time() - start
+    bar = "#" * int(width * frac)
+    sys.stdout.write("\r[%-40s] | %3d%% Completed | %5.1fs" % (bar, int(100 * frac), elapsed))
+    sys.stdout.flush()
+
+
+def unpack(root, verbose=False, threads=None):
+    """Relocate the environment at ``root``; returns the number of files changed."""
+    root = os.path.abspath(root)
+    new_prefix = root.replace("\\", "/") if ON_WINDOWS else root
+    state = os.path.join(root, STATE_FILE)
+    current = None
+    if os.path.exists(state):
+        with open(state, encoding="utf-8", errors="surrogateescape") as f:
+            current = f.read().rstrip("\n") or None
+    jobs = _jobs(root, current)
+    new_b = os.fsencode(new_prefix)
+    if current == new_prefix and all(j.shebang is None for j in jobs):
+        return 0
+    tight = [j for j in jobs if j.mode == "binary" and len(new_b) > j.room]
+    if tight:
+        limit = min(j.room for j in tight)
+        names = ", ".join(sorted(j.path for j in tight)[:5])
+        more = " and %d more" % (len(tight) - 5) if len(tight) > 5 else ""
+        raise SystemExit(
+            "conda-unpack: cannot move the environment to %s (%d characters): %s%s hold "
+            "binary strings with room for at most %d characters. Nothing was changed; "
+            "extract the archive to a shorter path." % (new_prefix, len(new_b), names, more, limit)
+        )
+    root_real = os.path.realpath(root)
+    changed = 0
+    start = time.time()
+    workers = threads or min(32, (os.cpu_count() or 1) + 2)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(_rewrite, root, root_real, new_b, j) for j in jobs]
+        for i, fut in enumerate(futures):
+            try:
+                changed += fut.result()
+            except NoRoom as e:
+                raise SystemExit("conda-unpack: %s: %s" % (jobs[i].path, e)) from None
+            if verbose and (i % 64 == 0 or i + 1 == len(futures)):
+                _progress(i + 1, len(futures), start)
+    if verbose and futures:
+        sys.stdout.write("\n")
+    tmp = state + ".tmp"
+    with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
+        f.write(new_prefix + "\n")
+    os.replace(tmp, state)
+    return changed
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="conda-unpack",
+        description="Finish unpacking the environment after unarchiving: rewrite the "
+        "prefix in every file that holds it, for the directory the environment is in now.",
+    )
+    parser.add_argument("--version", action="store_true", help="Show version then exit")
+    parser.add_argument(
+        "--verbose", "-v", action="store_true", help="Show progress bar during unpacking"
+    )
+    args = parser.parse_args(argv)
+    if args.version:
+        print("conda-unpack %s" % VERSION)
+        return 0
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if args.verbose and _prefix_records:
+        print("Unpacking environment...")
+    unpack(root, verbose=args.verbose)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
