@@ -36,7 +36,7 @@ from .unpack import (
     PrefixRecord,
     ShebangRecord,
     activation_scripts,
-    conda_unpack,
+    conda_unpack_script,
     parcel_files,
 )
 from .warn import warn
@@ -325,7 +325,7 @@ def _generated(
     if not (dest is not None and has_conda):
         files += activation_scripts(layout.windows)
     if dest is None:
-        script = conda_unpack(out.prefix, out.shebang, __version__, layout.windows)
+        script = conda_unpack_script(out.prefix, out.shebang, __version__, layout.windows)
         files.append(Generated(layout.bin_dir + "/conda-unpack", script, 0o755))
     return files
 

@@ -77,7 +77,7 @@ def output_and_format(name: str, output: str | None = None, format: str = "infer
     elif format not in FORMATS:
         raise CondaPackException("Unknown format %r" % format)
     elif output is not None and output.endswith(".parcel"):
-        if format not in ("tar.gz", "tgz"):
+        if format not in ("tar.gz", "tgz", "parcel"):
             raise CondaPackException("Invalid format for parcel %r" % format)
         format = "parcel"
     if output is None and format != "parcel":

@@ -14,7 +14,7 @@ __all__ = [
     "PrefixRecord",
     "ShebangRecord",
     "activation_scripts",
-    "conda_unpack",
+    "conda_unpack_script",
     "parcel_files",
 ]
 
@@ -68,7 +68,7 @@ def _script(name: str) -> bytes:
     return resources.files(__package__).joinpath("scripts", name).read_bytes()
 
 
-def conda_unpack(
+def conda_unpack_script(
     prefix_records: list[PrefixRecord],
     shebang_records: list[ShebangRecord],
     version: str,

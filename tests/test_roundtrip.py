@@ -1,0 +1,157 @@
+"""The promise, per format: pack a real environment, extract it with the real tool at a
+longer path, run conda-unpack, and everything runs there and is byte-for-byte what the
+source environment holds, except the recorded prefix rewrites."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import runpy
+import stat
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ALL_FORMATS, conda_pack, extract, run, sha256
+
+cu = importlib.import_module("conda_pack.unpack.conda_unpack")
+
+# Keep the slow codecs quick in tests; their levels are covered elsewhere.
+EXTRA = {"tar.xz": ["--compress-level", "1"], "tar.bz2": ["--compress-level", "1"]}
+GENERATED = {
+    "bin/conda-unpack",
+    "bin/activate",
+    "bin/deactivate",
+    "bin/activate.fish",
+    "conda-meta/.conda-unpack-prefix",
+}
+
+
+def pack_and_unpack(env: Path, fmt: str, tmp_path: Path, dest: Path, *args: str):
+    out = tmp_path / ("env." + fmt)
+    conda_pack("-p", env, "-o", out, "--format", fmt, "-q", *EXTRA.get(fmt, []), *args)
+    root = extract(out, dest, fmt)
+    records = runpy.run_path(str(root / "bin" / "conda-unpack"), run_name="records")["_DATA"]
+    run([root / "bin" / "conda-unpack"])
+    return root, records
+
+
+def assert_runs_at(root: Path, python: bool = True) -> None:
+    d = str(root)
+    assert run([root / "bin" / "cprog"]).stdout.split() == ["exe=" + d, "lib=" + d]
+    assert run([root / "bin" / "cprog-config"]).stdout.strip() == "prefix=" + d
+    if not python:
+        return
+    code = "import ssl, sqlite3, sys, sysconfig; print(sys.prefix); print(sysconfig.get_config_var('prefix'))"
+    assert run([root / "bin" / "python", "-c", code]).stdout.split() == [d, d]
+    assert d in run([root / "bin" / "python", "-m", "pip", "--version"]).stdout
+    assert d in run([root / "bin" / "pip", "--version"]).stdout
+    assert run([root / "bin" / "condatest-hello"]).stdout.strip() == "hello from " + d
+    assert run([root / "bin" / "cp-hello"]).stdout.strip() == d
+    assert "E=1 s=1" in run([root / "bin" / "cp-hello-opts"]).stdout
+
+
+def expected_bytes(src: bytes, rel: str, records: dict, old: bytes, new: bytes) -> bytes:
+    prefix = {p: mode for p, _i, mode in records["prefix"]}
+    shebang = {p: (exe, opts) for p, exe, opts in records["shebang"]}
+    data = src
+    if rel in prefix:
+        data = cu.replace_prefix(data, prefix[rel], old, new)
+    if rel in shebang:
+        exe, opts = shebang[rel]
+        data = cu.fix_shebang(data, new, os.fsencode(exe), os.fsencode(opts))
+    return data
+
+
+def assert_manifest(env: Path, root: Path, records: dict, links_followed: bool = False) -> None:
+    """Every source file arrives unchanged but for its recorded rewrites; nothing else."""
+    old, new = os.fsencode(str(env)), os.fsencode(str(root))
+    seen = set()
+    for dirpath, dirnames, filenames in os.walk(env):
+        for name in filenames + dirnames:
+            src = Path(dirpath, name)
+            rel = str(src.relative_to(env))
+            dst = root / rel
+            if src.is_dir() and not src.is_symlink():
+                continue
+            seen.add(rel)
+            if rel.endswith(".pyc") and not dst.exists():
+                continue  # runtime bytecode of conda's own files is left behind on purpose
+            assert os.path.lexists(dst), "missing in the unpacked env: " + rel
+            if src.is_symlink() and not links_followed:
+                assert os.readlink(dst) == os.readlink(src), rel
+                continue
+            if rel.startswith("conda-meta/") and rel.endswith(".json"):
+                a, b = json.loads(src.read_bytes()), json.loads(dst.read_bytes())
+                if b.get("link"):
+                    assert b["link"]["source"] == ""
+                    b["link"]["source"] = a["link"]["source"]
+                for field in ("extracted_package_dir", "package_tarball_full_path"):
+                    if field in b:
+                        assert b[field] == ""
+                        b[field] = a[field]
+                assert a == b, rel
+                continue
+            if rel in GENERATED or src.is_dir():
+                continue
+            if rel.endswith(".pyc") and os.environ.get("RELAX_PYC"):
+                continue
+            want = expected_bytes(src.read_bytes(), rel, records, old, new)
+            got = dst.read_bytes()
+            assert got == want, "unexpected content: " + rel
+            if not src.is_symlink():
+                assert stat.S_IMODE(dst.stat().st_mode) == stat.S_IMODE(src.stat().st_mode), rel
+    extra = set()
+    for dirpath, _dirnames, filenames in os.walk(root):
+        for name in filenames:
+            rel = str(Path(dirpath, name).relative_to(root))
+            runtime_bytecode = rel.endswith(".pyc")  # written by the runs above
+            if rel not in seen and rel not in GENERATED and not links_followed:
+                if not runtime_bytecode:
+                    extra.add(rel)
+    assert not extra, "files that are not in the source env: %s" % sorted(extra)
+
+
+@pytest.mark.parametrize("fmt", ALL_FORMATS)
+def test_roundtrip(full_env, tmp_path, long_dest, fmt):
+    root, records = pack_and_unpack(full_env, fmt, tmp_path, long_dest)
+    assert_runs_at(root)
+    assert_manifest(full_env, root, records, links_followed=fmt == "zip")
+
+
+def test_roundtrip_zip_symlinks(full_env, tmp_path, long_dest):
+    root, records = pack_and_unpack(full_env, "zip", tmp_path, long_dest, "--zip-symlinks")
+    assert os.path.islink(root / "lib" / "liblinks.so")
+    assert_runs_at(root)
+    assert_manifest(full_env, root, records)
+
+
+def test_roundtrip_without_python(nopython_env, tmp_path, long_dest):
+    """An environment with no interpreter: conda-unpack runs on the system's python3."""
+    root, records = pack_and_unpack(nopython_env, "tar.gz", tmp_path, long_dest)
+    assert_runs_at(root, python=False)
+    assert_manifest(nopython_env, root, records)
+
+
+def test_unpack_again_after_moving(full_env, tmp_path, long_dest):
+    root, _ = pack_and_unpack(full_env, "tar.gz", tmp_path, long_dest)
+    assert run([root / "bin" / "conda-unpack"]).returncode == 0  # idempotent
+    moved = tmp_path / "moved" / "somewhere-else-entirely-with-a-longer-name" / "env"
+    moved.parent.mkdir(parents=True)
+    root.rename(moved)
+    run([moved / "bin" / "conda-unpack"])
+    assert_runs_at(moved)
+
+
+def test_archived_files_hold_the_placeholder(full_env, tmp_path):
+    """Binaries are packed with conda-build's placeholder restored, verified by sha256, so
+    they relocate to any path the placeholder had room for."""
+    out = tmp_path / "env.tar"
+    conda_pack("-p", full_env, "-o", out, "-q")
+    root = extract(out, tmp_path / "x", "tar")
+    meta = json.loads(next((full_env / "conda-meta").glob("cprog-*.json")).read_text())
+    for p in meta["paths_data"]["paths"]:
+        if p.get("file_mode") == "binary":
+            assert sha256(root / p["_path"]) == p["sha256"], p["_path"]
+    assert os.fsencode(str(full_env)) not in (root / "bin" / "cprog").read_bytes()
