@@ -22,8 +22,7 @@ def run(cmd, check=True, env=None, cwd=None, timeout=600) -> subprocess.Complete
     """Run a command, capturing text output; on failure show it."""
     proc = subprocess.run(
         [str(c) for c in cmd],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        capture_output=True,
         text=True,
         env=env,
         cwd=cwd,

@@ -43,7 +43,10 @@ def assert_runs_at(root: Path, python: bool = True) -> None:
     assert run([root / "bin" / "cprog-config"]).stdout.strip() == "prefix=" + d
     if not python:
         return
-    code = "import ssl, sqlite3, sys, sysconfig; print(sys.prefix); print(sysconfig.get_config_var('prefix'))"
+    code = (
+        "import ssl, sqlite3, sys, sysconfig;"
+        "print(sys.prefix); print(sysconfig.get_config_var('prefix'))"
+    )
     assert run([root / "bin" / "python", "-c", code]).stdout.split() == [d, d]
     assert d in run([root / "bin" / "python", "-m", "pip", "--version"]).stdout
     assert d in run([root / "bin" / "pip", "--version"]).stdout
