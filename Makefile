@@ -1,0 +1,58 @@
+# A newcomer needs two commands: `make demo` and `make test`. Both install what they need.
+PYTHON ?= python3
+PIP := $(PYTHON) -m pip
+DEMO := demo
+# Debian packages: a C toolchain and CPython's build dependencies (the test bed builds a
+# real interpreter once per machine), the archive tools the tests extract with, and the
+# shells the activation scripts are tested in.
+DEB_PACKAGES := gcc make dpkg-dev libssl-dev libsqlite3-dev zlib1g-dev libffi-dev libbz2-dev \
+	liblzma-dev libreadline-dev xz-utils bzip2 zstd pigz unzip squashfs-tools dash zsh fish tcsh
+
+.PHONY: demo test test-all bench lint sysdeps install clean
+
+sysdeps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "Installing Debian packages:" $$missing; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+install: sysdeps
+	$(PIP) install -q --upgrade pip maturin
+	$(PIP) install -q -e '.[test,bench]'
+
+# Build a small real environment, pack it, unpack it at a longer path, and run it there.
+demo: install
+	rm -rf $(DEMO) && mkdir -p $(DEMO)
+	$(PYTHON) -m tests.envfactory demo-env $(DEMO)/env
+	conda-pack -p $(DEMO)/env -o $(DEMO)/env.tar.gz
+	mkdir -p $(DEMO)/somewhere/much/deeper/than/before/env
+	tar -xzf $(DEMO)/env.tar.gz -C $(DEMO)/somewhere/much/deeper/than/before/env
+	$(DEMO)/somewhere/much/deeper/than/before/env/bin/conda-unpack -v
+	$(DEMO)/somewhere/much/deeper/than/before/env/bin/cprog
+	$(DEMO)/somewhere/much/deeper/than/before/env/bin/python -c \
+		"import sys, ssl, sqlite3; print('python', sys.version.split()[0], 'at', sys.prefix)"
+	$(DEMO)/somewhere/much/deeper/than/before/env/bin/pip --version
+	@echo "demo OK: packed $(DEMO)/env, relocated to $(DEMO)/somewhere/much/deeper/than/before/env"
+
+test: install
+	cargo test --quiet
+	$(PYTHON) -m pytest -q -m "not slow"
+
+# Everything, including benchmark-scale environments.
+test-all: install
+	cargo test --quiet
+	$(PYTHON) -m pytest -q
+
+bench: install
+	$(PYTHON) -m pytest benches -q --benchmark-only
+
+lint:
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+	ruff check python tests benches
+	ruff format --check python tests benches
+
+clean:
+	rm -rf $(DEMO) target build dist .pytest_cache
