@@ -1,0 +1,161 @@
+"""Archive mechanics on real environments: reproducible bytes, modes, owners, hard links,
+long names, zip rules, compression settings, and failure without leftovers."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import tarfile
+import zipfile
+import zlib
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import TAR_FORMATS, conda_pack, extract, run, tree
+
+FAST = {"tar.xz": ["--compress-level", "0"], "tar.bz2": ["--compress-level", "1"]}
+
+
+def pack(env: Path, out: Path, *args: str) -> Path:
+    fmt = next((f for f in TAR_FORMATS + ("zip", "squashfs") if str(out).endswith(f)), None)
+    conda_pack("-p", env, "-o", out, "-q", *FAST.get(fmt, []), *args)
+    return out
+
+
+@pytest.mark.parametrize("fmt", TAR_FORMATS + ("zip", "squashfs"))
+def test_reproducible_whatever_the_thread_count(nopython_env, tmp_path, fmt):
+    a = pack(nopython_env, tmp_path / ("a." + fmt), "-j", "1")
+    b = pack(nopython_env, tmp_path / ("b." + fmt), "-j", "3")
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_reproducible_directory(nopython_env, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    conda_pack("-p", nopython_env, "-o", a, "--format", "no-archive", "-q")
+    conda_pack("-p", nopython_env, "-o", b, "--format", "no-archive", "-q", "-j", "1")
+    assert tree(a) == tree(b)
+
+
+def test_tar_members(full_env, tmp_path):
+    """Owners fixed, mtimes kept (Python's .pyc checks them), generated files 0644/0755,
+    hard links stored as links to a member that precedes them."""
+    out = pack(full_env, tmp_path / "env.tar")
+    with tarfile.open(out) as t:
+        members = t.getmembers()
+    names = [m.name for m in members]
+    assert names.index("bin/conda-unpack") > names.index("bin/cprog")  # generated last
+    by_name = {m.name: m for m in members}
+    for m in members:
+        assert (m.uid, m.gid, m.uname, m.gname) == (0, 0, "", ""), m.name
+    assert stat.S_IMODE(by_name["bin/conda-unpack"].mode) == 0o755
+    for name in ("bin/activate", "bin/deactivate", "bin/activate.fish"):
+        assert stat.S_IMODE(by_name[name].mode) == 0o644
+    for m in members:
+        if m.name.startswith("conda-meta/") and m.name.endswith(".json"):
+            assert stat.S_IMODE(m.mode) == 0o644, m.name  # rattler writes them 0600
+    src = full_env / "lib" / "python3.11" / "os.py"
+    assert by_name["lib/python3.11/os.py"].mtime == int(src.stat().st_mtime)
+    links = [m for m in members if m.islnk()]
+    assert links, "the links package holds a hard-link pair"
+    for m in links:
+        assert names.index(m.linkname) < names.index(m.name)
+    dest = tmp_path / "x"
+    dest.mkdir()
+    run(["tar", "-xf", out, "-C", dest])  # GNU tar: exit 0, links resolved
+    a, b = dest / "share/links/v1/a.txt", dest / "share/links/v1/b.txt"
+    assert a.stat().st_ino == b.stat().st_ino
+
+
+def test_gzip_is_a_single_member(nopython_env, tmp_path):
+    data = pack(nopython_env, tmp_path / "env.tar.gz").read_bytes()
+    d = zlib.decompressobj(wbits=31)
+    d.decompress(data)
+    assert d.eof and d.unused_data == b""
+
+
+def test_zip_entries_all_deflated(full_env, tmp_path):
+    out = pack(full_env, tmp_path / "env.zip")
+    with zipfile.ZipFile(out) as z:
+        assert z.testzip() is None
+        for info in z.infolist():
+            if not info.is_dir():
+                assert info.compress_type == zipfile.ZIP_DEFLATED, info.filename
+        mode = z.getinfo("bin/conda-unpack").external_attr >> 16
+        assert stat.S_IMODE(mode) == 0o755
+
+
+def test_zip_refuses_links_out_of_the_env(make_env, tmp_path):
+    env = make_env(["cprog"])
+    os.symlink("/etc/hostname", env / "share-outside")
+    proc = conda_pack("-p", env, "-o", tmp_path / "o.zip", check=False)
+    assert proc.returncode == 1
+    assert "CondaPackError: share-outside is a symbolic link to /etc/hostname" in proc.stderr
+    assert "--zip-symlinks" in proc.stderr
+    assert os.listdir(tmp_path) == [env.name, "pkgs0"] or not (tmp_path / "o.zip").exists()
+    conda_pack("-p", env, "-o", tmp_path / "o.zip", "--zip-symlinks", "-q")
+    with zipfile.ZipFile(tmp_path / "o.zip") as z:
+        info = z.getinfo("share-outside")
+        assert stat.S_ISLNK(info.external_attr >> 16)
+        assert z.read(info) == b"/etc/hostname"
+
+
+def test_long_and_unicode_names_roundtrip(make_env, tmp_path):
+    env = make_env(["cprog"])
+    deep = env / "share" / ("d" * 90) / ("e" * 90) / ("f" * 90)
+    deep.mkdir(parents=True)
+    (deep / ("g" * 120 + ".txt")).write_text("deep\n")
+    (env / "share" / "ünïcode-名前.txt").write_text("hi\n")
+    os.symlink("../" + "x" * 150, env / "share" / "long-link")
+    for fmt in ("tar", "tar.gz", "zip"):
+        out = pack(env, tmp_path / ("o." + fmt), "--zip-symlinks")
+        root = extract(out, tmp_path / ("x-" + fmt), fmt)
+        assert (root / deep.relative_to(env) / ("g" * 120 + ".txt")).read_text() == "deep\n"
+        assert (root / "share" / "ünïcode-名前.txt").read_text() == "hi\n"
+        assert os.readlink(root / "share" / "long-link") == "../" + "x" * 150
+
+
+@pytest.mark.parametrize("fmt", ["tar.zst", "tar.xz", "tar.gz", "tar.bz2"])
+def test_compress_level_is_honoured(nopython_env, full_env, tmp_path, fmt):
+    # bzip2's level is its block size: only data larger than 100 kB shows it.
+    env = full_env if fmt == "tar.bz2" else nopython_env
+    low = pack(env, tmp_path / ("low." + fmt), "--compress-level", "1")
+    high = pack(env, tmp_path / ("high." + fmt), "--compress-level", "9")
+    assert high.stat().st_size < low.stat().st_size
+
+
+def test_write_failure_fails_the_run_and_leaves_nothing(full_env, tmp_path):
+    """A compression/write error anywhere fails the run (0.9.2 could exit 0 with an empty
+    archive). Here the file-size limit makes every write past 1 MB fail."""
+    out = tmp_path / "out" / "env.tar.zst"
+    out.parent.mkdir()
+    code = (
+        "import resource, signal, sys;"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN);"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20));"
+        "from conda_pack.cli import main; main(sys.argv[1:])"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "-p", str(full_env), "-o", str(out), "-q"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith("CondaPackError: ")
+    assert "Traceback" not in proc.stderr
+    assert os.listdir(out.parent) == []
+
+
+@pytest.mark.slow
+def test_file_over_8_gib_in_tar(make_env, tmp_path):
+    env = make_env(["cprog"])
+    big = env / "share" / "big.bin"
+    big.parent.mkdir(exist_ok=True)
+    with open(big, "wb") as f:
+        f.truncate((8 << 30) + 4097)  # sparse: costs no disk in the env
+    out = pack(env, tmp_path / "o.tar")
+    with tarfile.open(out) as t:
+        assert t.getmember("share/big.bin").size == (8 << 30) + 4097
+    out.unlink()
