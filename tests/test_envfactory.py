@@ -200,7 +200,8 @@ def test_conda_meta_records(factory: EnvFactory, full_env: Path) -> None:
     assert modes["cprog-data", "share/cprog/README.txt"] is None
     assert modes["python", "lib/libpython3.11.so.1.0"] == "binary"
     assert modes["pyscripts", "bin/cp-hello-opts"] == "text"
-    sysconfigdata = [p for (n, p), m in modes.items() if n == "python" and "_sysconfigdata_" in p]
+    sysconfigdata = [p for n, p in modes if n == "python" and p.endswith(".py")
+                     and "_sysconfigdata_" in p]
     assert sysconfigdata and all(modes["python", p] == "text" for p in sysconfigdata)
 
 

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from rattler import Channel, Gateway, MatchSpec, Platform
+from rattler import Channel, Gateway, MatchSpec, Subdir
 from rattler import install as rattler_install
 from rattler import solve as rattler_solve
 from rattler.index import index_fs
@@ -90,7 +90,7 @@ class LocalChannel:
             sources=[Channel(self.url)],
             specs=specs,
             gateway=gateway,
-            platforms=[Platform(platform), Platform(NOARCH)],
+            platforms=[Subdir(platform), Subdir(NOARCH)],
             virtual_packages=[],
         )
         await rattler_install(

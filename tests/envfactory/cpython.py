@@ -120,8 +120,9 @@ class CPython:
         found = sorted(out.glob(f"{project}-*.whl"))
         if found:
             return found[-1]
-        with locked(self.cache / "locks" / "python-source.lock"):
-            with tarfile.open(self.source_tarball()) as tar:
+        tarball = self.source_tarball()  # takes its own lock: flock is not re-entrant
+        with locked(self.cache / "locks" / "python-wheels.lock"):
+            with tarfile.open(tarball) as tar:
                 for member in tar.getmembers():
                     parts = member.name.split("/")
                     if parts[-2:-1] == ["_bundled"] and member.name.endswith(".whl"):
@@ -133,7 +134,7 @@ class CPython:
                         publish(tmp, out / parts[-1])
         found = sorted(out.glob(f"{project}-*.whl"))
         if not found:
-            raise RuntimeError(f"no bundled {project} wheel in {self.source_tarball()}")
+            raise RuntimeError(f"no bundled {project} wheel in {tarball}")
         return found[-1]
 
     # -- build -------------------------------------------------------------------------------
