@@ -179,7 +179,7 @@ pub fn prepare(
             old: r.env_prefix.clone(),
             new: r.placeholder.clone(),
         };
-        match try_restore(&env, restore, r) {
+        match try_restore(&env, size, restore, r) {
             Ok(restored) => {
                 mat = restored;
                 current = r.placeholder.clone();
@@ -264,7 +264,12 @@ pub fn prepare(
 }
 
 /// Restore the placeholder and check the result against the package's records.
-fn try_restore(env: &Material, step: Step, r: &Restore) -> std::result::Result<Material, String> {
+fn try_restore(
+    env: &Material,
+    env_size: u64,
+    step: Step,
+    r: &Restore,
+) -> std::result::Result<Material, String> {
     let mut mat = env.clone();
     mat.push(step).map_err(relocation_message)?;
     let probe = if r.sha256.is_some() {
@@ -273,17 +278,18 @@ fn try_restore(env: &Material, step: Step, r: &Restore) -> std::result::Result<M
         Probe::default()
     };
     let m = mat.measure(probe).map_err(relocation_message)?;
-    if let Some(size) = r.size {
-        if m.size != size {
+    // Installers disagree on `size_in_bytes` for files with a prefix (conda records the
+    // package's size, rattler the installed one), so the hash decides when there is one.
+    if let Some(sha) = &r.sha256 {
+        if m.sha256.as_ref() != Some(sha) {
+            return Err("restored sha256 differs from the package's".into());
+        }
+    } else if let Some(size) = r.size {
+        if m.size != size && env_size != size {
             return Err(format!(
                 "restored size {} differs from the package's {size}",
                 m.size
             ));
-        }
-    }
-    if let Some(sha) = &r.sha256 {
-        if m.sha256.as_ref() != Some(sha) {
-            return Err("restored sha256 differs from the package's".into());
         }
     }
     Ok(mat)
@@ -302,7 +308,7 @@ fn cached_copy(cache: &Path, r: &Restore, inline: bool) -> Result<Option<Materia
         Ok(m) if m.is_file() => m,
         _ => return Ok(None),
     };
-    if r.size.is_some_and(|s| s != meta.len()) {
+    if r.sha256.is_none() && r.size.is_some_and(|s| s != meta.len()) {
         return Ok(None);
     }
     let mat = Material::open(cache, inline && meta.len() <= CHUNK as u64 * 64)?;

@@ -24,7 +24,8 @@ __all__ = [
 _SH_PRELUDE = """\
 #!/bin/sh
 ''':'
-bin=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd) || exit 1
+case $0 in */*) bin=${0%/*} ;; *) bin=. ;; esac
+bin=$(CDPATH= cd -- "$bin" && pwd) || exit 1
 for py in "$bin/python3" "$bin/python" python3 python; do
     if "$py" -c 'import sys; sys.exit(sys.version_info < (3, 6))' >/dev/null 2>&1; then
         exec "$py" "$0" "$@"

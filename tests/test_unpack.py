@@ -1,0 +1,117 @@
+"""conda-unpack on extracted archives: interpreter choice, safety, atomicity, limits."""
+
+from __future__ import annotations
+
+import os
+import runpy
+import stat
+from pathlib import Path
+
+import pytest
+
+from tests.envfactory import PLACEHOLDER
+from tests.helpers import conda_pack, extract, run, tree
+
+
+@pytest.fixture(scope="module")
+def archive(full_env, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("unpack") / "env.tar.gz"
+    conda_pack("-p", full_env, "-o", out, "-q")
+    return out
+
+
+def records(root: Path) -> dict:
+    return runpy.run_path(str(root / "bin" / "conda-unpack"), run_name="records")["_DATA"]
+
+
+def test_help_and_version(archive, tmp_path):
+    root = extract(archive, tmp_path / "env", "tar.gz")
+    assert run([root / "bin" / "conda-unpack", "--help"]).stdout.startswith("usage: conda-unpack")
+    assert run([root / "bin" / "conda-unpack", "--version"]).stdout.startswith("conda-unpack ")
+
+
+def test_runs_with_the_envs_own_python_and_nothing_on_path(archive, tmp_path):
+    """No python3, no dirname, not even a PATH: the environment's interpreter is enough."""
+    root = extract(archive, tmp_path / "env", "tar.gz")
+    run([root / "bin" / "conda-unpack", "-v"], env={"PATH": "/nonexistent"})
+    assert run([root / "bin" / "cprog"]).stdout.split()[0] == "exe=%s" % root
+
+
+def test_never_skips_python_files(archive, tmp_path):
+    """0.9.2 skipped every bin/python* record to avoid writing a running file; replacing
+    files by rename makes that unnecessary, and python3.11-config must be fixed."""
+    root = extract(archive, tmp_path / "env", "tar.gz")
+    paths = {p for p, _, _ in records(root)["prefix"]}
+    assert "bin/python3.11-config" in paths
+    assert any(p.startswith("lib/libpython3.11") for p in paths)
+    run([root / "bin" / "conda-unpack"])
+    assert str(root) in (root / "bin" / "python3.11-config").read_text()
+
+
+def test_too_long_a_path_fails_before_changing_anything(archive, tmp_path):
+    deep = tmp_path
+    while len(str(deep)) < 300:
+        deep = deep / ("z" * 40)
+    root = extract(archive, deep / "env", "tar.gz")
+    before = tree(root)
+    proc = run([root / "bin" / "conda-unpack"], check=False)
+    assert proc.returncode != 0
+    assert "cannot move the environment to %s" % root in proc.stderr
+    assert "bin/cprog" in proc.stderr
+    assert "at most %d characters" % len(PLACEHOLDER) in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert tree(root) == before
+
+
+def test_links_out_of_the_env_are_never_followed(archive, tmp_path):
+    root = extract(archive, tmp_path / "env", "tar.gz")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "cprog.conf"
+    victim.write_bytes((root / "etc" / "cprog.conf").read_bytes())
+    (root / "etc" / "cprog.conf").unlink()
+    os.symlink(victim, root / "etc" / "cprog.conf")
+    pc_dir = outside / "pkgconfig"
+    (root / "lib" / "pkgconfig").rename(pc_dir)
+    os.symlink(pc_dir, root / "lib" / "pkgconfig")
+    saved = {p: p.read_bytes() for p in [victim, *pc_dir.iterdir()]}
+    assert any(PLACEHOLDER.encode() in data for data in saved.values())
+    run([root / "bin" / "conda-unpack"])
+    for p, data in saved.items():
+        assert p.read_bytes() == data, p
+
+
+def test_read_only_files_are_rewritten_keeping_their_mode(archive, tmp_path):
+    root = extract(archive, tmp_path / "env", "tar.gz")
+    conf = root / "etc" / "cprog.conf"
+    conf.chmod(0o444)
+    run([root / "bin" / "conda-unpack"])
+    assert stat.S_IMODE(conf.stat().st_mode) == 0o444
+    assert str(root) in conf.read_text()
+
+
+def test_interrupted_unpack_can_be_repeated(archive, tmp_path):
+    """Each file is replaced whole, so a run stopped halfway leaves every file either old
+    or new; running again finishes the job."""
+    root = extract(archive, tmp_path / "env", "tar.gz")
+    recs = records(root)["prefix"]
+    half = [p for p, _, mode in recs if mode == "text"][: len(recs) // 2]
+    # Run the real script's code on half of its records only.
+    code = (
+        "import runpy, sys; g = runpy.run_path(sys.argv[1], run_name='x')['unpack'].__globals__;"
+        "keep = set(sys.argv[2:]);"
+        "g['_prefix_records'] = [r for r in g['_prefix_records'] if r[0] in keep];"
+        "g['_DATA']['shebang'] = [];"
+        "g['unpack'](sys.argv[1].rsplit('/bin/', 1)[0])"
+    )
+    run([root / "bin" / "python", "-c", code, root / "bin" / "conda-unpack", *half])
+    (root / "conda-meta" / ".conda-unpack-prefix").unlink()  # as if it had died mid-way
+    run([root / "bin" / "conda-unpack"])
+    assert run([root / "bin" / "cprog"]).stdout.split() == ["exe=%s" % root, "lib=%s" % root]
+    assert run([root / "bin" / "pip", "--version"]).returncode == 0
+
+
+def test_verbose_reports_progress(archive, tmp_path):
+    root = extract(archive, tmp_path / "env", "tar.gz")
+    out = run([root / "bin" / "conda-unpack", "--verbose"]).stdout
+    assert "Unpacking environment" in out and "100%" in out
