@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.envfactory import PLACEHOLDER, EnvFactory
+import tests.envfactory
+from tests.envfactory import PLACEHOLDER, EnvFactory, cpython
 from tests.envfactory import variants as v
 from tests.envfactory.channel import SHARED_CACHE_MARKER
 from tests.envfactory.pkgbuild import classify
@@ -74,6 +75,19 @@ def test_classify_follows_conda_build() -> None:
     assert classify(b"\x7fELF\x00" + ph, "lib/x.so") == "binary"
     assert classify(b"\x00" + ph, "lib/x.pyc") is None
     assert classify(b"no prefix here", "x.txt") is None
+
+
+def test_public_api_exports_variants() -> None:
+    for name in ("pip_install_wheel", "pip_install_editable", "pip_uninstall",
+                 "overwrite_managed_file", "remove_package_cache", "make_micromamba_like",
+                 "make_pixi_like"):
+        assert getattr(tests.envfactory, name) is getattr(v, name)
+
+
+def test_missing_build_dependency_names_apt_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cpython, "BUILD_HEADERS", {"envfactory/no_such_header.h": "libnope-dev"})
+    with pytest.raises(cpython.BuildDependencyError, match="apt-get install libnope-dev"):
+        cpython.check_build_dependencies()
 
 
 def test_cache_key_follows_recipe(factory: EnvFactory) -> None:

@@ -2,20 +2,19 @@
 
 Environments made here are real: rattler solves against ``repodata.json``, extracts packages into a
 package cache, hard-links unmodified files from it, rewrites prefixes, creates noarch entry points
-and writes ``conda-meta/`` — exactly what it does for users.
+and writes ``conda-meta/`` — exactly what it does for users.  Every rattler call runs in a child
+process (see ``rattler_worker``) so that the test process never loads rattler's runtime.
 """
 
 from __future__ import annotations
 
-import asyncio
+import json
 import re
+import subprocess
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-
-from rattler import Channel, Gateway, MatchSpec, Subdir
-from rattler import install as rattler_install
-from rattler import solve as rattler_solve
-from rattler.index import index_fs
+from typing import Any
 
 from .cache import link_or_copy
 from .constants import LINUX_64, NOARCH, PLACEHOLDER_LENGTH
@@ -23,6 +22,23 @@ from .constants import LINUX_64, NOARCH, PLACEHOLDER_LENGTH
 #: Marker file in package caches shared between environments: variants that delete the cache
 #: refuse to touch a directory carrying it.
 SHARED_CACHE_MARKER = ".envfactory-shared-cache"
+RATTLER_WORKER = Path(__file__).resolve().with_name("rattler_worker.py")
+
+
+class RattlerError(RuntimeError):
+    """A rattler index/solve/install failed (message holds the child's traceback)."""
+
+
+def run_rattler(request: dict[str, Any]) -> str:
+    """Run one operation in ``rattler_worker`` and return its stdout."""
+    proc = subprocess.run(
+        [sys.executable, str(RATTLER_WORKER)],
+        input=json.dumps(request), capture_output=True, text=True,
+    )
+    if proc.returncode != 0:
+        raise RattlerError(f"rattler {request['op']} failed (exit {proc.returncode}):\n"
+                           f"{proc.stderr}")
+    return proc.stdout
 
 
 def spec_name(spec: str) -> str:
@@ -59,7 +75,7 @@ class LocalChannel:
     def ensure_indexed(self) -> None:
         if self._indexed_generation == self._generation and self._has_repodata():
             return
-        asyncio.run(index_fs(self.root, force=True, write_zst=False, write_shards=False))
+        run_rattler({"op": "index", "channel": str(self.root)})
         self._indexed_generation = self._generation
 
     def _has_repodata(self) -> bool:
@@ -78,25 +94,13 @@ class LocalChannel:
             # rattler would refuse too, but only after creating a half-installed prefix.
             raise ValueError(f"prefix longer than the {PLACEHOLDER_LENGTH}-char placeholder")
         self.ensure_indexed()
-        asyncio.run(self._solve_and_install(prefix, list(specs), pkgs_dir, gateway_cache,
-                                            platform))
-
-    async def _solve_and_install(
-        self, prefix: Path, specs: list[str], pkgs_dir: Path, gateway_cache: Path, platform: str
-    ) -> None:
-        # A gateway cache per index generation: never serve repodata from before an addition.
-        gateway = Gateway(cache_dir=gateway_cache / f"gen{self._indexed_generation}")
-        records = await rattler_solve(
-            sources=[Channel(self.url)],
-            specs=specs,
-            gateway=gateway,
-            platforms=[Subdir(platform), Subdir(NOARCH)],
-            virtual_packages=[],
-        )
-        await rattler_install(
-            records,
-            target_prefix=prefix,
-            cache_dir=pkgs_dir,
-            show_progress=False,
-            requested_specs=[MatchSpec(s)._match_spec for s in specs],
-        )
+        run_rattler({
+            "op": "install",
+            "channel_url": self.url,
+            "specs": list(specs),
+            "prefix": str(prefix),
+            "pkgs_dir": str(pkgs_dir),
+            # A gateway cache per index generation: never serve repodata from before an addition.
+            "gateway_cache": str(gateway_cache / f"gen{self._indexed_generation}"),
+            "platform": platform,
+        })

@@ -36,8 +36,11 @@ class EnvFactory:
 
     @property
     def channel(self) -> Path:
-        """Root of the local channel (packages appear in it as installs ask for them)."""
-        return self._local_channel().root
+        """Root of a valid, indexed local channel; packages are added to it (and built if
+        needed) as installs ask for them."""
+        channel = self._local_channel()
+        channel.ensure_indexed()
+        return channel.root
 
     def _local_channel(self) -> LocalChannel:
         if self._channel is None:
