@@ -9,25 +9,51 @@ import subprocess
 
 from .errors import CondaPackException
 
+_HINT = (
+    "This may be due to conda not being on your PATH (set CONDA_EXE, or pass --prefix instead)."
+)
+
+
+def _conda_command() -> list[str]:
+    """``conda`` from PATH, or ``$CONDA_EXE``: a path to the executable (spaces and all),
+    or a command line such as ``python -m conda``."""
+    conda = os.environ.get("CONDA_EXE") or "conda"
+    if os.path.isfile(conda):
+        return [conda]
+    return shlex.split(conda)
+
 
 def _conda_info(what: str) -> dict:
-    conda = os.environ.get("CONDA_EXE") or "conda"
     try:
         out = subprocess.run(
-            shlex.split(conda) + ["info", "--json"],
+            _conda_command() + ["info", "--json"],
             check=True,
             capture_output=True,
         ).stdout
-        return json.loads(out)
+        info = json.loads(out)
     except (OSError, subprocess.CalledProcessError, ValueError) as exc:
         detail = getattr(exc, "stderr", None) or str(exc)
         if isinstance(detail, bytes):
             detail = detail.decode(errors="replace")
         raise CondaPackException(
-            "Failed to determine path to %s. This may be due to conda not being on your "
-            "PATH (set CONDA_EXE, or pass --prefix instead). The full error is below:\n\n%s"
-            % (what, detail.strip())
+            "Failed to determine path to %s. %s The full error is below:\n\n%s"
+            % (what, _HINT, detail.strip())
         ) from exc
+    if not isinstance(info, dict):
+        raise CondaPackException(
+            "Failed to determine path to %s: `conda info --json` did not print a JSON object."
+            % what
+        )
+    return info
+
+
+def _field(info: dict, key: str, what: str) -> str:
+    value = info.get(key)
+    if not isinstance(value, str) or not value:
+        raise CondaPackException(
+            "Failed to determine path to %s: `conda info --json` has no %r." % (what, key)
+        )
+    return value
 
 
 def name_to_prefix(name: str | None = None) -> str:
@@ -36,13 +62,19 @@ def name_to_prefix(name: str | None = None) -> str:
         active = os.environ.get("CONDA_PREFIX")
         if active and os.path.isdir(os.path.join(active, "conda-meta")):
             return active
-        return _conda_info("current environment")["default_prefix"]
-    info = _conda_info("environment: %r" % name)
+        what = "current environment"
+        return _field(_conda_info(what), "default_prefix", what)
+    what = "environment: %r" % name
+    info = _conda_info(what)
     if name in ("base", "root"):
-        return info.get("root_prefix") or info["default_prefix"]
+        if info.get("root_prefix"):
+            return _field(info, "root_prefix", what)
+        return _field(info, "default_prefix", what)
     by_name = {}
-    for env in info.get("envs", []):
-        by_name.setdefault(os.path.basename(env), env)
+    envs = info.get("envs")
+    for env in envs if isinstance(envs, list) else ():
+        if isinstance(env, str):
+            by_name.setdefault(os.path.basename(env.rstrip("/\\")), env)
     if name not in by_name:
         raise CondaPackException("Environment name %r doesn't exist" % name)
     return by_name[name]
