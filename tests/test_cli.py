@@ -473,6 +473,25 @@ def test_name_from_conda_exe_with_spaces(nopython_env, tmp_path, cwd, empty_path
     assert listing(cwd) == ["nopython.tar.gz"]
 
 
+def test_name_resolves_as_conda_activate_does(factory, tmp_path, cwd):
+    """Two environments named alike: the one in the first of conda's envs_dirs, which is
+    the one ``conda activate dup`` would pick, whatever the order of the envs list."""
+    first = factory.install(tmp_path / "first" / "envs" / "dup", NO_PYTHON)
+    second = factory.install(tmp_path / "second" / "envs" / "dup", NO_PYTHON)
+    unlisted = factory.install(tmp_path / "second" / "envs" / "unlisted", NO_PYTHON)
+    info = {
+        "root_prefix": "/nowhere",
+        "default_prefix": "/nowhere",
+        "envs_dirs": [str(first.parent), str(second.parent)],
+        "envs": [str(second), str(first)],
+    }
+    fake = fake_conda(tmp_path / "bin", info)
+    for name, prefix in (("dup", first), ("unlisted", unlisted)):
+        proc = cp("-n", name, "-o", cwd / (name + ".tar"), cwd=cwd, env=cli_env(fake.parent))
+        assert proc.returncode == 0, proc.stderr
+        assert "Packing environment at %r" % str(prefix) in proc.stdout
+
+
 def test_unknown_name(nopython_env, tmp_path, cwd):
     info = {"root_prefix": str(nopython_env), "default_prefix": "/x", "envs": [str(nopython_env)]}
     fake = fake_conda(tmp_path / "bin", info)
@@ -857,6 +876,49 @@ def test_not_quiet_reports_progress(nopython_env, outdir):
     assert proc.returncode == 0 and proc.stderr == ""
     assert "Collecting packages..." in proc.stdout
     assert "Packing environment at %r to %r" % (str(nopython_env), str(out)) in proc.stdout
+
+
+def _on_a_terminal(*args) -> tuple[int, bytes]:
+    """Run conda-pack with stdout on a pseudo-terminal; (exit code, terminal output)."""
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "conda_pack", *map(str, args)],
+            stdout=slave,
+            stderr=subprocess.PIPE,
+            timeout=120,
+        )
+    finally:
+        os.close(slave)
+    shown = b""
+    try:
+        while chunk := os.read(master, 65536):
+            shown += chunk
+    except OSError:  # EIO: the terminal has no writer left
+        pass
+    finally:
+        os.close(master)
+    assert proc.stderr == b"", proc.stderr
+    return proc.returncode, shown
+
+
+def test_progress_bar_on_a_terminal_and_quiet(nopython_env, outdir):
+    code, shown = _on_a_terminal("-p", nopython_env, "-o", outdir / "a.tar")
+    assert code == 0
+    assert b"Collecting packages..." in shown and b"100%" in shown
+    code, shown = _on_a_terminal("-p", nopython_env, "-o", outdir / "b.tar", "-q")
+    assert code == 0
+    assert shown == b""
+
+
+def test_parcel_options_ignored_for_other_formats(nopython_env, outdir):
+    out = outdir / "env.tar"
+    ok("-p", nopython_env, "-o", out, "--parcel-name", "x", "--parcel-version", "1", "-q")
+    got = names(out)
+    assert "bin/cprog" in got and "bin/conda-unpack" in got
+    assert not [n for n in got if n.startswith(("meta/", "x-1/"))]
 
 
 # -- Ctrl-C -----------------------------------------------------------------------------------

@@ -9,9 +9,7 @@ import subprocess
 
 from .errors import CondaPackException
 
-_HINT = (
-    "This may be due to conda not being on your PATH (set CONDA_EXE, or pass --prefix instead)."
-)
+_HINT = "This may be due to conda not being on your PATH (set CONDA_EXE, or pass --prefix instead)."
 
 
 def _conda_command() -> list[str]:
@@ -70,6 +68,15 @@ def name_to_prefix(name: str | None = None) -> str:
         if info.get("root_prefix"):
             return _field(info, "root_prefix", what)
         return _field(info, "default_prefix", what)
+    # As `conda activate NAME` resolves it: the first envs_dir holding NAME wins.
+    envs_dirs = info.get("envs_dirs")
+    plain = name not in (".", "..") and "/" not in name and os.sep not in name
+    for envs_dir in envs_dirs if plain and isinstance(envs_dirs, list) else ():
+        if isinstance(envs_dir, str) and envs_dir:
+            candidate = os.path.join(envs_dir, name)
+            if os.path.isdir(os.path.join(candidate, "conda-meta")):
+                return candidate
+    # Environments conda knows of elsewhere (registered in environments.txt).
     by_name = {}
     envs = info.get("envs")
     for env in envs if isinstance(envs, list) else ():
