@@ -375,6 +375,11 @@ def test_warnings_are_user_warnings(make_env, outdir, capsys):
     with pytest.warns(UserWarning, match="without entries in the package cache"):
         loaded = CondaEnv.from_prefix(str(env))
     assert capsys.readouterr().err == ""  # warned, not printed
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(CondaEnv.from_prefix(str(env), on_missing_cache="ignore")) == len(loaded)
+    with pytest.raises(CondaPackException, match="without entries in the package cache"):
+        CondaEnv.from_prefix(str(env), on_missing_cache="raise")
     shutil_copy = env / "bin" / "cprog-copy"  # an unmanaged binary holding the prefix
     shutil_copy.write_bytes((env / "bin" / "cprog").read_bytes())
     with warnings.catch_warnings(record=True) as caught:

@@ -878,37 +878,37 @@ def test_not_quiet_reports_progress(nopython_env, outdir):
     assert "Packing environment at %r to %r" % (str(nopython_env), str(out)) in proc.stdout
 
 
-def _on_a_terminal(*args) -> tuple[int, bytes]:
+def _on_a_terminal(*args, tmp: Path) -> tuple[int, bytes]:
     """Run conda-pack with stdout on a pseudo-terminal; (exit code, terminal output)."""
     import pty
 
     master, slave = pty.openpty()
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "conda_pack", *map(str, args)],
-            stdout=slave,
-            stderr=subprocess.PIPE,
-            timeout=120,
-        )
-    finally:
-        os.close(slave)
-    shown = b""
-    try:
-        while chunk := os.read(master, 65536):
-            shown += chunk
-    except OSError:  # EIO: the terminal has no writer left
-        pass
-    finally:
-        os.close(master)
-    assert proc.stderr == b"", proc.stderr
-    return proc.returncode, shown
+    with open(tmp / "stderr", "w+b") as err:
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "conda_pack", *map(str, args)], stdout=slave, stderr=err
+            )
+        finally:
+            os.close(slave)
+        shown = b""
+        try:
+            while chunk := os.read(master, 65536):  # read as it comes: the pty buffer is small
+                shown += chunk
+        except OSError:  # EIO: the terminal has no writer left
+            pass
+        finally:
+            os.close(master)
+        code = proc.wait(timeout=120)
+        err.seek(0)
+        assert err.read() == b""
+    return code, shown
 
 
-def test_progress_bar_on_a_terminal_and_quiet(nopython_env, outdir):
-    code, shown = _on_a_terminal("-p", nopython_env, "-o", outdir / "a.tar")
+def test_progress_bar_on_a_terminal_and_quiet(nopython_env, tmp_path, outdir):
+    code, shown = _on_a_terminal("-p", nopython_env, "-o", outdir / "a.tar", tmp=tmp_path)
     assert code == 0
     assert b"Collecting packages..." in shown and b"100%" in shown
-    code, shown = _on_a_terminal("-p", nopython_env, "-o", outdir / "b.tar", "-q")
+    code, shown = _on_a_terminal("-p", nopython_env, "-o", outdir / "b.tar", "-q", tmp=tmp_path)
     assert code == 0
     assert shown == b""
 
@@ -922,9 +922,11 @@ def test_parcel_options_ignored_for_other_formats(nopython_env, outdir):
 
 
 # -- Ctrl-C -----------------------------------------------------------------------------------
-def test_ctrl_c(full_env, outdir):
+@pytest.mark.parametrize("fmt", ["tar.gz", pytest.param("squashfs", marks=needs_squashfs)])
+def test_ctrl_c(fmt, full_env, outdir):
+    """Interrupted while writing (for squashfs: staging or running mksquashfs)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "conda_pack", "-p", full_env, "-o", outdir / "env.tar.gz",
+        [sys.executable, "-m", "conda_pack", "-p", full_env, "-o", outdir / ("env." + fmt),
          "-j", "1", "--compress-level", "9", "-q"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
