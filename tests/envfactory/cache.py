@@ -48,8 +48,10 @@ def locked(lock_path: Path) -> Iterator[None]:
 
 def fresh_dir(path: Path) -> Path:
     """Empty ``path`` (removing leftovers of an interrupted build) and return it."""
-    if path.exists() or path.is_symlink():
-        shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
     path.mkdir(parents=True)
     return path
 
