@@ -154,7 +154,8 @@ def fake_conda(directory: Path, info=None, *, stderr: str = "", code: int = 0) -
 def kind(path: Path) -> str:
     if path.is_dir():
         return "dir"
-    head = path.read_bytes()[:512]
+    with open(path, "rb") as f:
+        head = f.read(512)
     for magic, name in (
         (b"\x1f\x8b", "gz"),
         (b"BZh", "bz2"),
