@@ -104,14 +104,19 @@ def conda_unpack_script(
 
 
 def activation_scripts(windows: bool = False) -> list[Generated]:
-    """The activate/deactivate scripts for the target platform's shells."""
+    """The activate/deactivate scripts for the target platform's shells, all sourced (0o644).
+
+    POSIX: sh family (``bin/activate``, ``bin/deactivate``), fish, csh/tcsh and PowerShell.
+    Windows: cmd.exe and PowerShell, in ``Scripts/``.
+    """
     if windows:
-        return []
-    return [
-        Generated("bin/activate", _script("activate.sh"), 0o644),
-        Generated("bin/deactivate", _script("deactivate.sh"), 0o644),
-        Generated("bin/activate.fish", _script("activate.fish"), 0o644),
-    ]
+        folder, names = "Scripts", ["activate.bat", "deactivate.bat"]
+    else:
+        folder, names = "bin", ["activate", "deactivate", "activate.fish"]
+        names += ["activate.csh", "deactivate.csh"]
+    names += ["activate.ps1", "deactivate.ps1"]
+    sources = {"activate": "activate.sh", "deactivate": "deactivate.sh"}
+    return [Generated("%s/%s" % (folder, n), _script(sources.get(n, n)), 0o644) for n in names]
 
 
 def parcel_files(name: str, version: str, distro: str, packages: list[dict]) -> list[Generated]:

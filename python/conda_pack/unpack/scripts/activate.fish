@@ -1,55 +1,52 @@
 # Activate the environment this file belongs to:  source /path/to/env/bin/activate.fish
-# Undo with:  deactivate
-set -l _conda_pack_env (builtin realpath (dirname (status --current-filename))/..)
+# Leave it with:  deactivate
 
-if set -q CONDA_PREFIX
-    if test "$CONDA_PREFIX" = "$_conda_pack_env"
-        return 0
+function deactivate -d "Leave the environment entered with activate.fish"
+    set -q CONDA_PREFIX; or return 0
+    for hook in $CONDA_PREFIX/etc/conda/deactivate.d/*.fish
+        source $hook
     end
-    if functions -q deactivate
-        deactivate
-    end
-end
-
-function deactivate -d "Leave the environment activated by activate.fish"
-    if not set -q CONDA_PREFIX
-        return 0
-    end
-    for f in $CONDA_PREFIX/etc/conda/deactivate.d/*.fish
-        source $f
-    end
+    # Every "$CONDA_PREFIX/bin" goes; all other entries stay, in order.
     set -l keep
-    for d in $PATH
-        if test "$d" != "$CONDA_PREFIX/bin"
-            set -a keep $d
+    for dir in $PATH
+        if test "$dir" != "$CONDA_PREFIX/bin"
+            set -a keep $dir
         end
     end
     set -gx PATH $keep
-    if functions -q _conda_pack_old_prompt
+    if functions -q _conda_pack_fish_prompt
         functions -e fish_prompt
-        functions -c _conda_pack_old_prompt fish_prompt
-        functions -e _conda_pack_old_prompt
+        functions -c _conda_pack_fish_prompt fish_prompt
+        functions -e _conda_pack_fish_prompt
     end
     set -e CONDA_PREFIX
     functions -e deactivate
 end
 
+# The physical path of the environment, even when reached through links.
+set -l _conda_pack_env (builtin realpath (status --current-filename))
+set _conda_pack_env (string replace -r '/[^/]*/[^/]*$' '' -- $_conda_pack_env)
+
+if test "$CONDA_PREFIX" = "$_conda_pack_env"
+    exit 0 # already active: `exit` in a sourced file ends only that file
+end
+# The deactivate above works for whichever environment is active, whatever activated it.
+deactivate
+
 set -gx CONDA_PREFIX $_conda_pack_env
 set -gx PATH $_conda_pack_env/bin $PATH
 
 if functions -q fish_prompt
-    functions -c fish_prompt _conda_pack_old_prompt
+    functions -c fish_prompt _conda_pack_fish_prompt
     function fish_prompt
-        printf "(%s) " (basename $CONDA_PREFIX)
-        _conda_pack_old_prompt
+        # The old prompt runs first, so that it still sees the last command's $status.
+        set -l old (_conda_pack_fish_prompt)
+        printf '(%s) ' (string replace -r '.*/' '' -- $CONDA_PREFIX)
+        string join \n -- $old
     end
 end
 
-# POSIX activation scripts cannot change fish's environment; run them for their other
-# effects, as conda-pack always has, and source the fish ones.
-for f in $_conda_pack_env/etc/conda/activate.d/*.sh
-    sh $f
+for _conda_pack_hook in $_conda_pack_env/etc/conda/activate.d/*.fish
+    source $_conda_pack_hook
 end
-for f in $_conda_pack_env/etc/conda/activate.d/*.fish
-    source $f
-end
+set -e _conda_pack_hook

@@ -1,55 +1,90 @@
 # Activate the environment this file belongs to:  . /path/to/env/bin/activate
-# For bash, zsh, ksh, dash and other POSIX shells. Undo with:  . deactivate
+# For bash, zsh, ksh, mksh, dash and other POSIX shells. Leave it with:  . deactivate
+# Safe under `set -eu`; leaves no helper variables or functions behind.
+
 _conda_pack_activate() {
-    # A sourced file learns its own path differently in each shell.
+    # Which file is being sourced? bash, zsh and ksh93 say so; dash, mksh and others keep
+    # it open while reading it, so it is among their open descriptors (/proc, else lsof).
     _conda_pack_src=
     if [ -n "${BASH_VERSION:-}" ]; then
         eval '_conda_pack_src=${BASH_SOURCE[0]}'
     elif [ -n "${ZSH_VERSION:-}" ]; then
         eval '_conda_pack_src=${(%):-%x}'
-    elif [ -n "${KSH_VERSION:-}" ]; then
-        eval '_conda_pack_src=${.sh.file}' 2>/dev/null
+    else
+        case ${KSH_VERSION:-} in
+            Version*) eval '_conda_pack_src=${.sh.file}' ;; # ksh93; mksh says "@(#)MIRBSD KSH"
+        esac
     fi
-    if [ -z "$_conda_pack_src" ]; then
-        # dash and others: the file being sourced is one of the shell's open descriptors.
-        for _conda_pack_fd in /proc/$$/fd/*; do
-            _conda_pack_t=$(readlink "$_conda_pack_fd" 2>/dev/null) || continue
-            case "$_conda_pack_t" in */bin/activate) _conda_pack_src=$_conda_pack_t ;; esac
+    if [ -z "$_conda_pack_src" ] && [ -d "/proc/$$/fd" ]; then
+        for _conda_pack_t in /proc/$$/fd/*; do
+            _conda_pack_t=$(readlink "$_conda_pack_t" 2>/dev/null) || continue
+            case $_conda_pack_t in */bin/activate) _conda_pack_src=$_conda_pack_t ;; esac
         done
-        if [ -z "$_conda_pack_src" ] && command -v lsof >/dev/null 2>&1; then
-            _conda_pack_src=$(lsof -p $$ -Fn 2>/dev/null | sed -n 's/^n\(.*\/bin\/activate\)$/\1/p' | tail -n 1)
-        fi
+    fi
+    if [ -z "$_conda_pack_src" ] && command -v lsof >/dev/null 2>&1; then
+        _conda_pack_src=$(lsof -p $$ -Fn 2>/dev/null | sed -n 's|^n\(/.*/bin/activate\)$|\1|p' |
+            tail -n 1)
     fi
     if [ -z "$_conda_pack_src" ]; then
-        echo "activate: cannot tell where this script is in this shell; use bash or zsh" >&2
+        echo "activate: cannot find this script's location; use:  . /path/to/env/bin/activate" >&2
         return 1
     fi
-    _conda_pack_env=$(cd -- "$(dirname -- "$_conda_pack_src")/.." >/dev/null && pwd) || return 1
+    # The script itself may be a symbolic link placed elsewhere: find the real one.
+    case $_conda_pack_src in */*) ;; *) _conda_pack_src=./$_conda_pack_src ;; esac
+    while [ -h "$_conda_pack_src" ]; do
+        _conda_pack_t=$(readlink "$_conda_pack_src") || break
+        case $_conda_pack_t in
+            /*) _conda_pack_src=$_conda_pack_t ;;
+            *) _conda_pack_src=${_conda_pack_src%/*}/$_conda_pack_t ;;
+        esac
+    done
+    # The physical path: the same answer in every shell, however the env was reached.
+    _conda_pack_env=$(CDPATH='' cd -P -- "${_conda_pack_src%/*}/.." >/dev/null 2>&1 && pwd -P)
+    if [ -z "$_conda_pack_env" ]; then
+        echo "activate: cannot enter ${_conda_pack_src%/*}/.." >&2
+        return 1
+    fi
 
     if [ -n "${CONDA_PREFIX:-}" ]; then
         if [ "$CONDA_PREFIX" = "$_conda_pack_env" ]; then
             return 0
         fi
-        # Leave the active environment first, if it can be left this way.
-        if command -v deactivate >/dev/null 2>&1; then
-            . deactivate >/dev/null 2>&1
-        fi
+        # Our deactivate works for whichever environment is active, whatever activated it.
+        . "$_conda_pack_env/bin/deactivate"
     fi
 
     CONDA_PREFIX=$_conda_pack_env
-    _CONDA_PACK_OLD_PS1=${PS1:-}
-    PATH="$_conda_pack_env/bin:$PATH"
-    PS1="($(basename -- "$_conda_pack_env")) ${PS1:-}"
-    export CONDA_PREFIX _CONDA_PACK_OLD_PS1 PATH
-    if [ -n "${ZSH_VERSION:-}" ]; then rehash; else hash -r 2>/dev/null; fi
+    export CONDA_PREFIX
+    PATH=$_conda_pack_env/bin${PATH:+:$PATH}
+    export PATH
+    # Only a prompt that exists is prefixed. The saved one is not exported: a child shell
+    # has its own prompt, which deactivate must leave alone.
+    if [ -n "${PS1+set}" ]; then
+        _CONDA_PACK_OLD_PS1=$PS1
+        PS1="(${_conda_pack_env##*/}) $PS1"
+    fi
+    hash -r 2>/dev/null || :
 
-    for _conda_pack_f in "$_conda_pack_env"/etc/conda/activate.d/*.sh; do
+    # zsh errors on a pattern matching nothing unless asked not to (N); sh-emulating zsh,
+    # like every other shell, leaves it unexpanded, which the -f test skips.
+    if [ -n "${ZSH_VERSION:-}" ] && eval '[[ -o nomatch ]]'; then
+        eval 'set -- "$_conda_pack_env"/etc/conda/activate.d/*.sh(N)'
+    else
+        set -- "$_conda_pack_env"/etc/conda/activate.d/*.sh
+    fi
+    for _conda_pack_f in "$@"; do
         if [ -f "$_conda_pack_f" ]; then . "$_conda_pack_f"; fi
     done
     return 0
 }
-_conda_pack_activate
-_conda_pack_status=$?
+
+# `if` keeps a failure from ending a `set -e` shell half-way; the status is returned below.
+if _conda_pack_activate; then _conda_pack_rc=0; else _conda_pack_rc=1; fi
 unset -f _conda_pack_activate
-unset _conda_pack_src _conda_pack_fd _conda_pack_t _conda_pack_env _conda_pack_f
-[ "$_conda_pack_status" -eq 0 ] && unset _conda_pack_status
+unset _conda_pack_src _conda_pack_t _conda_pack_env _conda_pack_f
+if [ "$_conda_pack_rc" = 0 ]; then
+    unset _conda_pack_rc
+else
+    unset _conda_pack_rc
+    return 1
+fi
