@@ -2,6 +2,7 @@
 # Leave it with:  deactivate
 
 function deactivate -d "Leave the environment entered with activate.fish"
+    # activate.fish passes --keep to leave another environment without losing this function.
     set -q CONDA_PREFIX; or return 0
     for hook in $CONDA_PREFIX/etc/conda/deactivate.d/*.fish
         source $hook
@@ -20,7 +21,9 @@ function deactivate -d "Leave the environment entered with activate.fish"
         functions -e _conda_pack_fish_prompt
     end
     set -e CONDA_PREFIX
-    functions -e deactivate
+    if test "$argv[1]" != --keep
+        functions -e deactivate
+    end
 end
 
 # The physical path of the environment, even when reached through links.
@@ -31,7 +34,7 @@ if test "$CONDA_PREFIX" = "$_conda_pack_env"
     exit 0 # already active: `exit` in a sourced file ends only that file
 end
 # The deactivate above works for whichever environment is active, whatever activated it.
-deactivate
+deactivate --keep
 
 set -gx CONDA_PREFIX $_conda_pack_env
 set -gx PATH $_conda_pack_env/bin $PATH

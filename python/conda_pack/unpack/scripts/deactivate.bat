@@ -32,10 +32,11 @@
 
 :drop
 @REM One pass turns ";A;A;" into ";A;": repeat until nothing changes. `call` expands the
-@REM line twice, so the entry to drop can come from a variable.
-@set "_CONDA_PACK_DROP=%~1"
+@REM line twice, so the text to drop can come from a variable with no setlocal (Wine's
+@REM endlocal would also return to a directory pushd left long ago).
+@set "_CONDA_PACK_DROP=;%~1;"
 :drop_again
-@call set "_CONDA_PACK_NEW=%%_CONDA_PACK_PATH:;%_CONDA_PACK_DROP%;=;%%"
+@call set "_CONDA_PACK_NEW=%%_CONDA_PACK_PATH:%_CONDA_PACK_DROP%=;%%"
 @if "%_CONDA_PACK_NEW%"=="%_CONDA_PACK_PATH%" @exit /b 0
 @set "_CONDA_PACK_PATH=%_CONDA_PACK_NEW%"
 @goto drop_again
