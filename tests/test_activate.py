@@ -11,6 +11,7 @@ and which ``_conda_pack*`` helpers exist.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -500,6 +501,22 @@ def test_batch_scripts_under_wine(envs, tmp_path):
     assert after["path"] == before["path"]
     assert after["prompt"] == "cp$G"
     assert after["prefix"] == after["activated"] == ""
+
+
+def test_windows_scripts_agree_on_the_path_folders():
+    """What activate puts on PATH is what deactivate takes off, in cmd and PowerShell."""
+    want = ["", "\\Library\\mingw-w64\\bin", "\\Library\\usr\\bin", "\\Library\\bin"]
+    want += ["\\Scripts", "\\bin"]
+    act = (SCRIPTS / "activate.bat").read_text()
+    (line,) = [x for x in act.splitlines() if x.startswith('@set "PATH=')]
+    assert line.split("=", 1)[1].split(";")[:-1] == ["%_CONDA_PACK_ENV%" + w for w in want]
+    deact = (SCRIPTS / "deactivate.bat").read_text()
+    drops = re.findall(r'^@call :drop "%CONDA_PREFIX%(.*)"$', deact, re.M)
+    assert drops == want
+    folders = re.compile(r"@\('Library.*?'bin' \|", re.S)
+    ps1 = [folders.findall((SCRIPTS / n).read_text()) for n in ("activate.ps1", "deactivate.ps1")]
+    assert len(ps1[0]) == 1 and ps1[0] == ps1[1]
+    assert [w.strip("\\") for w in want[1:]] == re.findall(r"'([^']+)'", ps1[0][0])
 
 
 # -- PowerShell -------------------------------------------------------------------------------

@@ -5,6 +5,10 @@
 
 & {
     param([string] $Here)
+    if (-not $Here) {
+        Write-Error 'activate.ps1: run or dot-source the file itself (PowerShell 3 or later)'
+        return
+    }
     $prefix = Split-Path -Parent $Here
     $deactivateScript = Join-Path $Here 'deactivate.ps1'
     if ($env:CONDA_PREFIX) {
