@@ -198,13 +198,13 @@ def snap(kind: str, label: str) -> str:
     return SNAPSHOT[kind].format(label)
 
 
-def assert_active(s: dict, env: Path, kind: str, name: str | None = None) -> None:
+def assert_active(s: dict, env: Path, kind: str) -> None:
     assert s["prefix"] == str(env)
     assert s["activated"] == "1"
     assert s["path"].split(":")[0] == str(env / "bin")
     assert s["path"].split(":").count(str(env / "bin")) == 1
     assert s["which"] == str(env / "bin" / "cprog")
-    assert s["prompt"] == "(%s) cp> " % (name or env.name)
+    assert s["prompt"] == "(%s) cp> " % env.name
     # While active, only the state deactivate needs (and fish's/csh's `deactivate`).
     allowed = {"sh": ["_CONDA_PACK_OLD_PS1"], "fish": ["_conda_pack_fish_prompt", "deactivate"]}
     allowed["csh"] = ["_CONDA_PACK_OLD_PROMPT", "deactivate"]
@@ -369,13 +369,14 @@ def test_python_env_works_activated_without_conda_unpack(full_env, home, tmp_pat
     archive = tmp_path / "full.tar.gz"
     conda_pack("-p", full_env, "-o", archive, "-q")
     root = extract(archive, tmp_path / "spark" / "env", "tar.gz")
-    probe = "python -c 'import sys; print(sys.prefix)'"
-    steps = [SOURCE["sh"].format("$E/bin/activate"), snap("sh", "x")]
-    steps += [RUN["sh"].format(probe, "python"), RUN["sh"].format("cp-hello", "script")]
-    for shell in [s for s in SHELLS if s.kind == "sh" and shutil.which(s.argv[0])]:
-        snaps = session(shell, steps, home, tmp_path, E=root)
-        assert snaps["x"]["prefix"] == snaps["x"]["python"] == snaps["x"]["script"] == str(root)
-        assert snaps["x"]["activated"] == "1"
+    probe = "python -c 'import sys; print(sys.prefix)'"  # the same in all three languages
+    for shell in [s for s in SHELLS if shutil.which(s.argv[0])]:
+        k = shell.kind
+        steps = [SOURCE[k].format("$E/bin/" + ACTIVATE[k]), snap(k, "x")]
+        steps += [RUN[k].format(probe, "python"), RUN[k].format("cp-hello", "script")]
+        x = session(shell, steps, home, tmp_path, E=root)["x"]
+        assert x["prefix"] == x["python"] == x["script"] == str(root), shell.id
+        assert x["activated"] == "1", shell.id
 
 
 def test_archive_holds_every_script_sourced_not_executed(envs):
