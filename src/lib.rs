@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::pack::{Content, PackEntry, PackOptions, Packer, Progress, Source};
 use pyo3::exceptions::{PyKeyboardInterrupt, PyOSError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -86,18 +86,21 @@ type PathTuple = (
     Option<String>,
 );
 
+/// Path records for Python. Hashes matter only where a placeholder is restored, so other
+/// entries leave them out: a large environment has hundreds of thousands of paths.
 fn path_tuples(paths: Vec<meta::PathEntry>) -> Vec<PathTuple> {
     paths
         .into_iter()
         .map(|p| {
+            let keep = p.prefix_placeholder.is_some();
             (
                 p.path,
                 p.path_type,
                 p.prefix_placeholder,
                 p.file_mode,
                 p.size_in_bytes,
-                p.sha256,
-                p.sha256_in_prefix,
+                p.sha256.filter(|_| keep),
+                p.sha256_in_prefix.filter(|_| keep),
             )
         })
         .collect()
@@ -122,8 +125,21 @@ fn read_records<'py>(py: Python<'py>, conda_meta: PathBuf) -> PyResult<Bound<'py
         d.set_item("subdir", r.subdir)?;
         d.set_item("noarch", r.noarch)?;
         d.set_item("link_source", r.link_source)?;
-        d.set_item("files", r.files)?;
-        d.set_item("paths", r.paths.map(path_tuples))?;
+        // `files` repeats what `paths` says; it is only needed when `paths` is missing.
+        let files = if r.paths.is_none() { r.files } else { Vec::new() };
+        d.set_item("files", files)?;
+        match r.paths {
+            None => d.set_item("paths", py.None())?,
+            Some(paths) => {
+                let list = PyList::empty(py);
+                for t in path_tuples(paths) {
+                    // Path types repeat: share one string object per value.
+                    let ptype = t.1.as_deref().map(|s| PyString::intern(py, s));
+                    list.append((t.0, ptype, t.2, t.3, t.4, t.5, t.6))?;
+                }
+                d.set_item("paths", list)?;
+            }
+        }
         out.append(d)?;
     }
     Ok(out)

@@ -24,8 +24,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 const COPY_INLINE: u64 = 512 * 1024;
 /// Files that are rewritten are held in memory up to this size, else streamed twice.
 const PROCESS_INLINE: u64 = 8 << 20;
-/// Bytes of file data a batch may hold in memory.
-const BATCH_BYTES: u64 = 16 << 20;
+/// Bytes of file data a batch may hold in memory (at most three batches are alive: one
+/// being read, one queued, one being written).
+const BATCH_BYTES: u64 = 8 << 20;
 const BATCH_ENTRIES: usize = 1024;
 
 /// What to do with an environment path's bytes.
@@ -144,7 +145,7 @@ impl Packer {
     ) -> Result<Vec<(usize, Report)>> {
         let stores_symlinks = self.sink.archive().stores_symlinks();
         let batches = plan_batches(entries);
-        let (tx, rx) = bounded::<Result<Batch>>(2);
+        let (tx, rx) = bounded::<Result<Batch>>(1);
         let pool = &self.pool;
         let opts = &self.opts;
         let sink = &mut self.sink;

@@ -57,9 +57,6 @@ def test_exports():
     assert isinstance(conda_pack.__version__, str) and conda_pack.__version__
 
 
-@pytest.mark.xfail(
-    strict=True, reason="BUG: no conda_pack.core module; code in the wild imports from it"
-)
 def test_core_module_names():
     """``from conda_pack.core import File`` (or CondaEnv, name_to_prefix, ...) is common in
     scripts written against conda-pack 0.9.2."""

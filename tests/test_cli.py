@@ -719,10 +719,6 @@ def test_parcel_defaults(nopython_env, cwd):
     assert "/opt/cloudera/parcels/nopython-%s/share/cprog" % version in conf
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: --parcel-version with a dash (e.g. 5.14.0-1) is rejected; 0.9.2 packs it",
-)
 def test_parcel_version_may_have_dashes(nopython_env, cwd):
     """Cloudera parcel versions carry dashes (CDH-5.14.0-1.cdh5.14.0.p0.24-el7.parcel);
     0.9.2 only rejects them in the name and the distro."""
@@ -838,10 +834,6 @@ def test_no_archive_force_replaces_empty_dir_and_old_output(nopython_env, outdir
     assert listing(outdir) == ["target"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: no-archive -f refuses to replace its own earlier output made with --arcroot",
-)
 def test_no_archive_force_replaces_old_output_with_arcroot(nopython_env, outdir):
     target = outdir / "target"
     args = ("-p", nopython_env, "-o", target, "--format", "no-archive", "--arcroot", "env")
@@ -850,11 +842,6 @@ def test_no_archive_force_replaces_old_output_with_arcroot(nopython_env, outdir)
     assert (target / "env" / "bin" / "cprog").is_file()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: -o naming an existing directory with -f dies with a traceback "
-    "(IsADirectoryError) after writing the whole archive",
-)
 @pytest.mark.parametrize("slash", ["", "/"], ids=["dir", "dir-slash"])
 def test_output_is_an_existing_directory(slash, nopython_env, outdir):
     target = outdir / "adir"

@@ -23,15 +23,25 @@ from tests.envfactory.channel import SHARED_CACHE_MARKER
 from tests.envfactory.pkgbuild import classify
 from tests.envfactory.recipes import RECIPES
 
-FULL = ["cprog", "cprog-data", "links", "activate-scripts", "python", "pip", "setuptools",
-        "condatest-lib", "pyscripts"]
+FULL = [
+    "cprog",
+    "cprog-data",
+    "links",
+    "activate-scripts",
+    "python",
+    "pip",
+    "setuptools",
+    "condatest-lib",
+    "pyscripts",
+]
 NO_PYTHON = ["cprog", "cprog-data", "links"]
 
 
 def run(*cmd: object, **kwargs: object) -> subprocess.CompletedProcess[str]:
     env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp")}
-    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, check=True,
-                          env=env, **kwargs)  # type: ignore[call-overload]
+    return subprocess.run(
+        [str(c) for c in cmd], capture_output=True, text=True, check=True, env=env, **kwargs
+    )  # type: ignore[call-overload]
 
 
 def records(prefix: Path) -> dict[str, dict]:
@@ -78,9 +88,15 @@ def test_classify_follows_conda_build() -> None:
 
 
 def test_public_api_exports_variants() -> None:
-    for name in ("pip_install_wheel", "pip_install_editable", "pip_uninstall",
-                 "overwrite_managed_file", "remove_package_cache", "make_micromamba_like",
-                 "make_pixi_like"):
+    for name in (
+        "pip_install_wheel",
+        "pip_install_editable",
+        "pip_uninstall",
+        "overwrite_managed_file",
+        "remove_package_cache",
+        "make_micromamba_like",
+        "make_pixi_like",
+    ):
         assert getattr(tests.envfactory, name) is getattr(v, name)
 
 
@@ -113,13 +129,17 @@ def test_built_package_metadata(factory: EnvFactory, full_env: Path) -> None:
     link = json.loads((pip_info / "link.json").read_text())
     assert link["noarch"]["type"] == "python"
     assert sorted(e.split("=")[0].strip() for e in link["noarch"]["entry_points"]) == [
-        "pip", "pip3"]
+        "pip",
+        "pip3",
+    ]
     cprog_info = Path(recs["cprog"]["link"]["source"]) / "info"
     index = json.loads((cprog_info / "index.json").read_text())
     assert index["subdir"] == "linux-64" and index["name"] == "cprog"
     has_prefix = (cprog_info / "has_prefix").read_text().splitlines()
     assert sorted(line.split()[1:] for line in has_prefix) == [
-        ["binary", "bin/cprog"], ["binary", "lib/libcprog.so"]]
+        ["binary", "bin/cprog"],
+        ["binary", "lib/libcprog.so"],
+    ]
     assert (cprog_info / "files").read_text().split() == ["bin/cprog", "lib/libcprog.so"]
     assert factory.python_version == "3.11"
     assert factory.channel.is_dir()
@@ -156,7 +176,8 @@ def test_pip_and_entry_points(full_env: Path) -> None:
     assert run(full_env / "bin" / "condatest-hello").stdout == f"hello from {full_env}\n"
     paths = records(full_env)["pip"]["paths_data"]["paths"]
     assert {"bin/pip", "bin/pip3"} <= {
-        p["_path"] for p in paths if p["path_type"] == "unix_python_entry_point"}
+        p["_path"] for p in paths if p["path_type"] == "unix_python_entry_point"
+    }
 
 
 def test_pyscripts_shebangs(full_env: Path) -> None:
@@ -178,8 +199,10 @@ def test_links_package(full_env: Path) -> None:
     assert (v1 / "a.txt").stat().st_ino == (v1 / "b.txt").stat().st_ino
     types = {p["_path"]: p["path_type"] for p in records(full_env)["links"]["paths_data"]["paths"]}
     assert types == {
-        "lib/liblinks.so": "softlink", "lib/liblinks.so.1": "hardlink",
-        "share/links/current": "softlink", "share/links/v1/a.txt": "hardlink",
+        "lib/liblinks.so": "softlink",
+        "lib/liblinks.so.1": "hardlink",
+        "share/links/current": "softlink",
+        "share/links/v1/a.txt": "hardlink",
         "share/links/v1/b.txt": "hardlink",
     }
 
@@ -189,8 +212,10 @@ def test_activate_scripts(full_env: Path) -> None:
     for phase in ("activate.d", "deactivate.d"):
         names = sorted(p.name for p in (etc / phase).iterdir())
         assert names == [f"condapack-test.{e}" for e in ("bat", "csh", "fish", "ps1", "sh")]
-    script = (f". {etc}/activate.d/condapack-test.sh; echo a=$CONDAPACK_ACTIVATED; "
-              f". {etc}/deactivate.d/condapack-test.sh; echo d=${{CONDAPACK_ACTIVATED-unset}}")
+    script = (
+        f". {etc}/activate.d/condapack-test.sh; echo a=$CONDAPACK_ACTIVATED; "
+        f". {etc}/deactivate.d/condapack-test.sh; echo d=${{CONDAPACK_ACTIVATED-unset}}"
+    )
     assert run("sh", "-c", script).stdout == "a=1\nd=unset\n"
 
 
@@ -207,15 +232,17 @@ def test_conda_meta_records(factory: EnvFactory, full_env: Path) -> None:
                 assert entry["file_mode"] in ("text", "binary")
     modes = {
         (name, e["_path"]): e.get("file_mode")
-        for name, rec in recs.items() for e in rec["paths_data"]["paths"]
+        for name, rec in recs.items()
+        for e in rec["paths_data"]["paths"]
     }
     assert modes["cprog", "bin/cprog"] == modes["cprog", "lib/libcprog.so"] == "binary"
     assert modes["cprog-data", "bin/cprog-config"] == "text"
     assert modes["cprog-data", "share/cprog/README.txt"] is None
     assert modes["python", "lib/libpython3.11.so.1.0"] == "binary"
     assert modes["pyscripts", "bin/cp-hello-opts"] == "text"
-    sysconfigdata = [p for n, p in modes if n == "python" and p.endswith(".py")
-                     and "_sysconfigdata_" in p]
+    sysconfigdata = [
+        p for n, p in modes if n == "python" and p.endswith(".py") and "_sysconfigdata_" in p
+    ]
     assert sysconfigdata and all(modes["python", p] == "text" for p in sysconfigdata)
 
 
@@ -256,8 +283,9 @@ def test_install_refuses_existing_prefix(factory: EnvFactory, envs: Path) -> Non
 @pytest.fixture(scope="module")
 def pip_env(factory: EnvFactory, envs: Path) -> tuple[Path, str, str]:
     """One env (private package cache) that went through all three pip actions."""
-    prefix = factory.install(envs / "pip", ["python", "pip", "setuptools", "condatest-lib"],
-                             pkgs_dir=envs / "pip-pkgs")
+    prefix = factory.install(
+        envs / "pip", ["python", "pip", "setuptools", "condatest-lib"], pkgs_dir=envs / "pip-pkgs"
+    )
     script = v.pip_install_wheel(prefix)
     project = v.pip_install_editable(prefix, envs / "editable-src")
     v.pip_uninstall(prefix, "condatest-lib")
@@ -271,8 +299,11 @@ def test_pip_install_wheel(pip_env: tuple[Path, str, str]) -> None:
     assert run(exe).stdout == f"wheel hello from {prefix}\n"
     managed = {p for rec in records(prefix).values() for p in rec["files"]}
     assert f"bin/{script}" not in managed
-    installer = next((prefix / "lib" / "python3.11" / "site-packages").glob(
-        "cp_wheel_demo-*.dist-info/INSTALLER"))
+    installer = next(
+        (prefix / "lib" / "python3.11" / "site-packages").glob(
+            "cp_wheel_demo-*.dist-info/INSTALLER"
+        )
+    )
     assert installer.read_text().strip() == "pip"
 
 
@@ -283,8 +314,9 @@ def test_pip_install_editable(pip_env: tuple[Path, str, str], envs: Path) -> Non
     data = json.loads(direct_url.read_text())
     assert data["dir_info"] == {"editable": True}
     assert data["url"] == (envs / "editable-src").as_uri()
-    where = run(prefix / "bin" / "python", "-c",
-                "import cp_editable_demo as m; print(m.__file__)").stdout.strip()
+    where = run(
+        prefix / "bin" / "python", "-c", "import cp_editable_demo as m; print(m.__file__)"
+    ).stdout.strip()
     assert Path(where).is_relative_to(envs / "editable-src")
 
 
@@ -304,8 +336,9 @@ def private_env(factory: EnvFactory, tmp_path: Path) -> Path:
 @pytest.mark.parametrize("same_size", [False, True])
 def test_overwrite_managed_file(private_env: Path, same_size: bool) -> None:
     rel = "share/cprog/README.txt"
-    entry = next(e for e in records(private_env)["cprog-data"]["paths_data"]["paths"]
-                 if e["_path"] == rel)
+    entry = next(
+        e for e in records(private_env)["cprog-data"]["paths_data"]["paths"] if e["_path"] == rel
+    )
     cached = Path(records(private_env)["cprog-data"]["link"]["source"]) / rel
     assert (private_env / rel).stat().st_ino == cached.stat().st_ino  # hard-linked before
     v.overwrite_managed_file(private_env, rel, same_size=same_size)
@@ -355,14 +388,31 @@ def test_make_pixi_like(factory: EnvFactory, envs: Path) -> None:
 def test_cli_demo_env(factory: EnvFactory, envs: Path) -> None:
     env = {**os.environ, "CONDA_PACK_TESTBED_CACHE": str(factory.cache_dir)}
     proc = subprocess.run(
-        [sys.executable, "-m", "tests.envfactory", "--workdir", str(envs / "cli-work"),
-         "demo-env", str(envs / "demo")],
-        capture_output=True, text=True, env=env, cwd=Path(__file__).resolve().parent.parent,
+        [
+            sys.executable,
+            "-m",
+            "tests.envfactory",
+            "--workdir",
+            str(envs / "cli-work"),
+            "demo-env",
+            str(envs / "demo"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parent.parent,
     )
     assert proc.returncode == 0, proc.stderr
     assert set(records(envs / "demo")) == {
-        "cprog", "cprog-data", "links", "python", "pip", "setuptools", "condatest-lib",
-        "pyscripts"}
+        "cprog",
+        "cprog-data",
+        "links",
+        "python",
+        "pip",
+        "setuptools",
+        "condatest-lib",
+        "pyscripts",
+    }
 
 
 # -- benchmark scale ---------------------------------------------------------------------------

@@ -173,14 +173,10 @@ def _remove(path: str) -> None:
 
 
 def _replace_dir(tmp: str, output: str) -> None:
+    # Whether `output` may be replaced was checked before packing started.
     if os.path.lexists(output):
         if not os.path.isdir(output) or os.path.islink(output):
             os.unlink(output)
-        elif os.listdir(output) and not os.path.isdir(os.path.join(output, "conda-meta")):
-            raise CondaPackException(
-                "Refusing to replace directory %r: it is not empty and holds no environment"
-                % output
-            )
         else:
             shutil.rmtree(output)
     os.rename(tmp, output)
@@ -380,7 +376,7 @@ def pack_env(
             "Command 'mksquashfs' not found. Install squashfs-tools "
             "(e.g. 'apt-get install squashfs-tools' or 'conda install squashfs-tools')."
         )
-    check_output_location(output, force)
+    check_output_location(output, force, kind == "no-archive", arcroot)
     if verbose:
         print("Packing environment at %r to %r" % (env.prefix, output))
 

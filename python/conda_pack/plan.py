@@ -95,17 +95,31 @@ def parcel_output(
     parcel_distro = parcel_distro or "el7"
     if "-" in parcel_name:
         raise CondaPackException("Parcel names may not have dashes: %s" % parcel_name)
-    if "-" in parcel_version:
-        raise CondaPackException("Parcel versions may not have dashes: %s" % parcel_version)
     if "-" in parcel_distro:
         raise CondaPackException("Parcel distributions may not have dashes: %s" % parcel_distro)
     arcroot = parcel_name + "-" + parcel_version
     return os.path.join(parcel_root, arcroot), arcroot, arcroot + "-" + parcel_distro
 
 
-def check_output_location(output: str, force: bool) -> None:
+def check_output_location(
+    output: str, force: bool, directory_output: bool = False, arcroot: str = ""
+) -> None:
+    """Fail before any work if the output cannot be written where asked."""
+    if not os.path.basename(output.rstrip("/")) or (output.endswith("/") and not directory_output):
+        raise CondaPackException("The output %r must name a file, not a directory" % output)
     if os.path.lexists(output) and not force:
         raise CondaPackException("File %r already exists (pass --force to overwrite it)" % output)
+    if os.path.isdir(output) and not os.path.islink(output):
+        if not directory_output:
+            raise CondaPackException(
+                "The output %r is an existing directory; name the archive file instead" % output
+            )
+        env_root = os.path.join(output, arcroot) if arcroot else output
+        if os.listdir(output) and not os.path.isdir(os.path.join(env_root, "conda-meta")):
+            raise CondaPackException(
+                "Refusing to replace directory %r: it is not empty and holds no environment"
+                % output
+            )
     directory = os.path.dirname(output) or "."
     if force:
         try:
@@ -121,10 +135,12 @@ def check_output_location(output: str, force: bool) -> None:
 
 
 def normalize_arcroot(arcroot: str | None) -> str:
-    arcroot = (arcroot or "").strip("/").strip(os.sep)
-    if arcroot and any(part in ("..", ".") for part in re.split(r"[\\/]", arcroot)):
-        raise CondaPackException("--arcroot %r must not contain '.' or '..'" % arcroot)
-    return arcroot
+    """A relative archive path: '.' parts dropped, '..' refused (it would leave the
+    extraction directory)."""
+    parts = [p for p in re.split(r"[\\/]", arcroot or "") if p not in ("", ".")]
+    if ".." in parts:
+        raise CondaPackException("--arcroot %r must not contain '..'" % arcroot)
+    return "/".join(parts)
 
 
 def parse_n_threads(n_threads: int | None) -> int:

@@ -10,11 +10,15 @@ use std::io;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-/// Turns one block into compressed output. `dict` is the end of the previous block of the
-/// same stream (empty at a stream start), for codecs that can prime their window with it.
+/// Turns one block into compressed output.
 pub trait Codec: Send + Sync + 'static {
     type Out: Send + 'static;
-    fn compress(&self, data: &[u8], dict: &[u8]) -> io::Result<Self::Out>;
+    fn compress(&self, data: &[u8]) -> io::Result<Self::Out>;
+
+    /// Compress a block that ends its stream when `last`; by default the same thing.
+    fn compress_block(&self, data: &[u8], _last: bool) -> io::Result<Self::Out> {
+        self.compress(data)
+    }
 }
 
 /// What the consumer receives, in order.
@@ -26,7 +30,8 @@ pub enum Ticket<O, M> {
 
 struct Job<O> {
     data: Vec<u8>,
-    dict: Vec<u8>,
+    /// Whether this block ends its stream (the codec may close the stream with it).
+    last: bool,
     reply: Sender<io::Result<O>>,
 }
 
@@ -48,8 +53,10 @@ impl<C: Codec, M: Send + 'static, R: Send + 'static> Pipeline<C, M, R> {
         let threads = threads.max(1);
         let codec = Arc::new(codec);
         let (jobs, job_rx) = bounded::<Job<C::Out>>(threads * 2);
-        let (order, order_rx) = bounded::<Ticket<C::Out, M>>(threads * 4);
-        let spare = bounded::<Vec<u8>>(threads * 8);
+        // Enough blocks in flight to keep every worker busy, no more: each is 1 MiB in
+        // and up to 1 MiB out.
+        let (order, order_rx) = bounded::<Ticket<C::Out, M>>(threads * 3);
+        let spare = bounded::<Vec<u8>>(threads * 2);
         let workers = (0..threads)
             .map(|i| {
                 let job_rx = job_rx.clone();
@@ -59,7 +66,7 @@ impl<C: Codec, M: Send + 'static, R: Send + 'static> Pipeline<C, M, R> {
                     .name(format!("conda-pack-compress-{i}"))
                     .spawn(move || {
                         for job in job_rx {
-                            let out = codec.compress(&job.data, &job.dict);
+                            let out = codec.compress_block(&job.data, job.last);
                             let _ = job.reply.send(out);
                             let mut data = job.data;
                             data.clear();
@@ -92,7 +99,12 @@ impl<C: Codec, M: Send + 'static, R: Send + 'static> Pipeline<C, M, R> {
 
     /// Queue a block; blocks while the queues are full. Fails if the consumer stopped
     /// (its error is returned by [`Pipeline::finish`]).
-    pub fn submit(&self, data: Vec<u8>, dict: Vec<u8>) -> io::Result<()> {
+    pub fn submit(&self, data: Vec<u8>) -> io::Result<()> {
+        self.submit_block(data, false)
+    }
+
+    /// Queue a block that may end its stream (`last`), for codecs that distinguish it.
+    pub fn submit_block(&self, data: Vec<u8>, last: bool) -> io::Result<()> {
         let (reply, rx) = bounded(1);
         let stopped = || io::Error::other("compression stopped");
         self.order
@@ -103,7 +115,7 @@ impl<C: Codec, M: Send + 'static, R: Send + 'static> Pipeline<C, M, R> {
         self.jobs
             .as_ref()
             .expect("open")
-            .send(Job { data, dict, reply })
+            .send(Job { data, last, reply })
             .map_err(|_| stopped())
     }
 

@@ -2,6 +2,7 @@
 
 mod blocks;
 mod compress;
+mod deflate;
 mod dir;
 mod tar;
 mod zip;

@@ -7,7 +7,8 @@
 //! using data descriptors, which some streaming readers mishandle.
 
 use super::blocks::{wait, Codec, Pipeline, Ticket};
-use super::compress::{deflate_block, GZIP_BLOCK};
+use super::compress::GZIP_BLOCK;
+use super::deflate;
 use super::{Archive, Meta, Origin};
 use crate::content::Body;
 use crate::error::{Error, Result};
@@ -16,7 +17,6 @@ use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-const WINDOW: usize = 32 * 1024;
 const U32_MAX: u64 = 0xFFFF_FFFF;
 /// Deflate can grow incompressible data by a few bytes per 16 KiB; entries this large get a
 /// ZIP64 local header in case their compressed size ends up past 4 GiB.
@@ -43,9 +43,13 @@ struct Block {
 impl Codec for EntryDeflate {
     type Out = Block;
 
-    fn compress(&self, data: &[u8], dict: &[u8]) -> io::Result<Block> {
+    fn compress(&self, data: &[u8]) -> io::Result<Block> {
+        self.compress_block(data, false)
+    }
+
+    fn compress_block(&self, data: &[u8], last: bool) -> io::Result<Block> {
         Ok(Block {
-            bytes: deflate_block(self.level, data, dict)?,
+            bytes: deflate::compress(self.level, data, last)?,
             crc: crc32fast::hash(data),
             len: data.len() as u64,
         })
@@ -63,7 +67,10 @@ struct Begin {
 
 enum Mark {
     Begin(Begin),
-    End,
+    /// The entry is complete; `closed` when its last block already ended the stream.
+    End {
+        closed: bool,
+    },
 }
 
 struct Central {
@@ -132,7 +139,6 @@ impl ZipArchive {
             .mark(Mark::Begin(begin))
             .map_err(|e| self.io(e))?;
         let mut block: Vec<u8> = self.pipe().buffer(GZIP_BLOCK);
-        let mut dict: Vec<u8> = Vec::new();
         body(&mut |mut chunk: &[u8]| {
             while !chunk.is_empty() {
                 let n = (GZIP_BLOCK - block.len()).min(chunk.len());
@@ -141,16 +147,21 @@ impl ZipArchive {
                 if block.len() == GZIP_BLOCK {
                     let next = self.pipe().buffer(GZIP_BLOCK);
                     let full = std::mem::replace(&mut block, next);
-                    let d = std::mem::replace(&mut dict, full[full.len() - WINDOW..].to_vec());
-                    self.pipe().submit(full, d).map_err(|e| self.io(e))?;
+                    self.pipe().submit(full).map_err(|e| self.io(e))?;
                 }
             }
             Ok(())
         })?;
-        if !block.is_empty() {
-            self.pipe().submit(block, dict).map_err(|e| self.io(e))?;
+        // A partial block ends the entry's stream itself; otherwise End closes it.
+        let closed = !block.is_empty() && !stored;
+        if closed {
+            self.pipe()
+                .submit_block(block, true)
+                .map_err(|e| self.io(e))?;
         }
-        self.pipe().mark(Mark::End).map_err(|e| self.io(e))
+        self.pipe()
+            .mark(Mark::End { closed })
+            .map_err(|e| self.io(e))
     }
 }
 
@@ -241,9 +252,9 @@ fn write_zip(
                 c.usize += b.len;
                 crc.combine(&crc32fast::Hasher::new_with_initial_len(b.crc, b.len));
             }
-            Ticket::Mark(Mark::End) => {
+            Ticket::Mark(Mark::End { closed }) => {
                 let (mut c, crc) = current.take().expect("entry begun");
-                if !c.begin.stored {
+                if !c.begin.stored && !closed {
                     // Close the deflate stream with an empty final block.
                     out.write_all(&[0x03, 0x00])?;
                     offset += 2;

@@ -1,8 +1,8 @@
 """Command line: warm the cache and make demo environments (used by the Makefile and CI).
 
-    python -m tests.envfactory build-python            # build CPython + python/pip/setuptools once
-    python -m tests.envfactory demo-env PREFIX         # a typical env with python, pip and friends
-    python -m tests.envfactory scale-env PREFIX --size-gb 1 --seed 0
+python -m tests.envfactory build-python            # build CPython + python/pip/setuptools once
+python -m tests.envfactory demo-env PREFIX         # a typical env with python, pip and friends
+python -m tests.envfactory scale-env PREFIX --size-gb 1 --seed 0
 """
 
 from __future__ import annotations
@@ -16,7 +16,14 @@ from pathlib import Path
 from .factory import EnvFactory
 
 DEMO_PACKAGES = (
-    "cprog", "cprog-data", "links", "python", "pip", "setuptools", "condatest-lib", "pyscripts",
+    "cprog",
+    "cprog-data",
+    "links",
+    "python",
+    "pip",
+    "setuptools",
+    "condatest-lib",
+    "pyscripts",
 )
 
 
@@ -31,11 +38,17 @@ def _factory(args: argparse.Namespace) -> EnvFactory:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.envfactory", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workdir", type=Path, default=None,
-                        help="scratch dir for the channel and package cache "
-                             "(default: <cache>/work)")
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.envfactory",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="scratch dir for the channel and package cache (default: <cache>/work)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("build-python", help="build (or reuse) CPython and the python/pip packages")
     demo = sub.add_parser("demo-env", help="install " + ", ".join(DEMO_PACKAGES))

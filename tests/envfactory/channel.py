@@ -33,11 +33,14 @@ def run_rattler(request: dict[str, Any]) -> str:
     """Run one operation in ``rattler_worker`` and return its stdout."""
     proc = subprocess.run(
         [sys.executable, str(RATTLER_WORKER)],
-        input=json.dumps(request), capture_output=True, text=True,
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
     )
     if proc.returncode != 0:
-        raise RattlerError(f"rattler {request['op']} failed (exit {proc.returncode}):\n"
-                           f"{proc.stderr}")
+        raise RattlerError(
+            f"rattler {request['op']} failed (exit {proc.returncode}):\n{proc.stderr}"
+        )
     return proc.stdout
 
 
@@ -94,13 +97,16 @@ class LocalChannel:
             # rattler would refuse too, but only after creating a half-installed prefix.
             raise ValueError(f"prefix longer than the {PLACEHOLDER_LENGTH}-char placeholder")
         self.ensure_indexed()
-        run_rattler({
-            "op": "install",
-            "channel_url": self.url,
-            "specs": list(specs),
-            "prefix": str(prefix),
-            "pkgs_dir": str(pkgs_dir),
-            # A gateway cache per index generation: never serve repodata from before an addition.
-            "gateway_cache": str(gateway_cache / f"gen{self._indexed_generation}"),
-            "platform": platform,
-        })
+        run_rattler(
+            {
+                "op": "install",
+                "channel_url": self.url,
+                "specs": list(specs),
+                "prefix": str(prefix),
+                "pkgs_dir": str(pkgs_dir),
+                # A gateway cache per index generation: never serve repodata from before an
+                # addition.
+                "gateway_cache": str(gateway_cache / f"gen{self._indexed_generation}"),
+                "platform": platform,
+            }
+        )

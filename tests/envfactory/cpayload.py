@@ -83,12 +83,20 @@ def compile_cprog(stage: Path, workdir: Path) -> None:
     (stage / "bin").mkdir(parents=True, exist_ok=True)
     lib = stage / "lib" / "libcprog.so"
     exe = stage / "bin" / "cprog"
-    _gcc(["-O2", "-fPIC", "-shared", "-Wl,-soname,libcprog.so", "-o", str(lib), "libcprog.c"],
-         workdir)
+    _gcc(
+        ["-O2", "-fPIC", "-shared", "-Wl,-soname,libcprog.so", "-o", str(lib), "libcprog.c"],
+        workdir,
+    )
     _gcc(
         [
-            "-O2", "-o", str(exe), "cprog.c", f"-L{stage / 'lib'}", "-lcprog",
-            "-Wl,--enable-new-dtags", f"-Wl,-rpath,{PLACEHOLDER}/lib",
+            "-O2",
+            "-o",
+            str(exe),
+            "cprog.c",
+            f"-L{stage / 'lib'}",
+            "-lcprog",
+            "-Wl,--enable-new-dtags",
+            f"-Wl,-rpath,{PLACEHOLDER}/lib",
         ],
         workdir,
     )
@@ -106,8 +114,19 @@ def compile_table_library(out: Path, table_size: int, workdir: Path) -> int:
     )
     src = workdir / f"table{table_size}.c"
     src.write_text(source)
-    _gcc(["-O2", "-fPIC", "-shared", "-Wl,--enable-new-dtags",
-          f"-Wl,-rpath,{PLACEHOLDER}/lib", "-o", str(out), src.name], workdir)
+    _gcc(
+        [
+            "-O2",
+            "-fPIC",
+            "-shared",
+            "-Wl,--enable-new-dtags",
+            f"-Wl,-rpath,{PLACEHOLDER}/lib",
+            "-o",
+            str(out),
+            src.name,
+        ],
+        workdir,
+    )
     data = out.read_bytes()
     offset = data.find(TABLE_MARKER)
     if offset < 0 or data.find(TABLE_MARKER, offset + 1) >= 0:

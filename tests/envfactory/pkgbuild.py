@@ -169,6 +169,19 @@ def _write_json(path: Path, obj: object) -> None:
     path.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+def whole_second_mtimes(stage: Path) -> None:
+    """Drop sub-second mtimes, as conda-build's archives have none.
+
+    A .pyc records its source's mtime truncated to the second; the archive-to-install path
+    rounds a fractional mtime instead, which would leave every compiled module stale (and
+    rewritten by the first interpreter that imports it).
+    """
+    for path in [stage, *stage.rglob("*")]:
+        st = path.lstat()
+        whole = st.st_mtime_ns - st.st_mtime_ns % 1_000_000_000
+        os.utime(path, ns=(whole, whole), follow_symlinks=False)
+
+
 def build_package(stage: Path, meta: PackageMeta, out_dir: Path) -> Path:
     """Package ``stage`` as ``out_dir/<subdir>/<filename>`` and return that path.
 
@@ -179,6 +192,7 @@ def build_package(stage: Path, meta: PackageMeta, out_dir: Path) -> Path:
     if not records:
         raise ValueError(f"empty package stage for {meta.name}")
     members = write_info(stage, meta, records)
+    whole_second_mtimes(stage)
     final = out_dir / meta.subdir / meta.filename
     tmp_dir = fresh_dir(out_dir / meta.subdir / f".tmp-{meta.filename}")
     try:

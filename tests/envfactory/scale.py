@@ -72,10 +72,14 @@ class PackagePlan:
 
 
 def scale_key(size_gb: float, seed: int) -> str:
-    return hash_inputs([
-        f"{size_gb:.6f}", str(seed), tree_key(),
-        *module_sources("scale", "synth", "cpayload", "pkgbuild"),
-    ])
+    return hash_inputs(
+        [
+            f"{size_gb:.6f}",
+            str(seed),
+            tree_key(),
+            *module_sources("scale", "synth", "cpayload", "pkgbuild"),
+        ]
+    )
 
 
 # -- planning (deterministic, in the parent) -----------------------------------------------------
@@ -107,8 +111,9 @@ def plan(size_gb: float, seed: int) -> list[PackagePlan]:
 
     def add(pkg: PackagePlan, kind: str, size: int, variant: str = "") -> None:
         n = counters[pkg.name] = counters.get(pkg.name, 0) + 1
-        pkg.files.append(FileSpec(_path(pkg, kind, n, variant), kind, size,
-                                  rng.getrandbits(63), variant))
+        pkg.files.append(
+            FileSpec(_path(pkg, kind, n, variant), kind, size, rng.getrandbits(63), variant)
+        )
 
     for size in _sizes(rng, "elf", budget * SHARES["elf"]):
         add(rng.choice(arch), "elf", size, str(_table_index(size)))
@@ -153,8 +158,9 @@ def _path(pkg: PackagePlan, kind: str, n: int, variant: str) -> str:
 def _symlink(pkg: PackagePlan) -> tuple[str, str]:
     target = next((f for f in pkg.files if f.kind == "elf"), pkg.files[-1])
     parent, _, name = target.path.rpartition("/")
-    link_name = (f"lib/lib{pkg.module}.so" if target.kind == "elf"
-                 else f"{parent}/latest{Path(name).suffix}")
+    link_name = (
+        f"lib/lib{pkg.module}.so" if target.kind == "elf" else f"{parent}/latest{Path(name).suffix}"
+    )
     return link_name, name
 
 
@@ -184,7 +190,7 @@ def _content(spec: FileSpec, pkg: PackagePlan) -> bytes:
         index = int(spec.variant)
         data, offset = templates[index]
         table = TABLE_SIZES[index]
-        return data[:offset] + corpus.blob(rng, table) + data[offset + table:]
+        return data[:offset] + corpus.blob(rng, table) + data[offset + table :]
     if spec.kind == "bin":
         return corpus.blob(rng, spec.size)
     if spec.kind == "ptext":
@@ -203,8 +209,9 @@ def _noarch_extras(pkg: PackagePlan, stage: Path) -> None:
     dist.mkdir()
     (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {pkg.name}\nVersion: 1.0\n")
     (dist / "INSTALLER").write_text("conda\n")
-    files = sorted(p.relative_to(site).as_posix() for p in site.rglob("*")
-                   if p.is_file() or p.is_symlink())
+    files = sorted(
+        p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file() or p.is_symlink()
+    )
     (dist / "RECORD").write_text("".join(f"{f},,\n" for f in files) + f"{dist.name}/RECORD,,\n")
 
 
@@ -226,9 +233,13 @@ def build_scale_package(pkg: PackagePlan, out_dir: Path, work_root: Path, key: s
             _noarch_extras(pkg, stage)
             entry_points = [f"{pkg.name} = {pkg.module}:main"]
         meta = PackageMeta(
-            name=pkg.name, version="1.0", build_string=f"h{key[:8]}_0",
-            depends=(SCALE_PYTHON_DEP,) if pkg.noarch else (), noarch_python=pkg.noarch,
-            entry_points=entry_points, fmt=CONDA,
+            name=pkg.name,
+            version="1.0",
+            build_string=f"h{key[:8]}_0",
+            depends=(SCALE_PYTHON_DEP,) if pkg.noarch else (),
+            noarch_python=pkg.noarch,
+            entry_points=entry_points,
+            fmt=CONDA,
         )
         return build_package(stage, meta, out_dir)
     finally:
@@ -262,8 +273,10 @@ def _build_all(fac: EnvFactory, size_gb: float, seed: int, key: str, out_dir: Pa
             so.parent.mkdir(parents=True, exist_ok=True)
             templates.append((str(so), compile_table_library(so, size, work / "templates")))
         tree = fac.cpython.tree()
-        corpus = [tree / "lib" / "libpython3.11.so.1.0",
-                  *sorted((tree / "lib" / "python3.11" / "lib-dynload").glob("*.so"))]
+        corpus = [
+            tree / "lib" / "libpython3.11.so.1.0",
+            *sorted((tree / "lib" / "python3.11" / "lib-dynload").glob("*.so")),
+        ]
         setup = WorkerSetup(seed, tuple(templates), tuple(str(p) for p in corpus))
         packages = plan(size_gb, seed)
         # Biggest first keeps both workers busy until the end.
@@ -293,6 +306,11 @@ def install_scale_env(
     channel = LocalChannel(fac.workdir / f"scale-channel-{scale_key(size_gb, seed)}")
     channel.add([*base, *synthetic])
     names = [p.name.rsplit("-", 2)[0] for p in synthetic]
-    channel.install(prefix, [*names, "python", "pip"], fac.resolve_pkgs_dir(pkgs_dir),
-                    fac.workdir / "gateway", LINUX_64)
+    channel.install(
+        prefix,
+        [*names, "python", "pip"],
+        fac.resolve_pkgs_dir(pkgs_dir),
+        fac.workdir / "gateway",
+        LINUX_64,
+    )
     return prefix

@@ -74,7 +74,7 @@ class TextPool:
         pool = self.py if flavour == "py" else self.c
         # The pool is random already, so a slice is as good a local vocabulary as a sample.
         start = rng.randrange(len(pool) - 300)
-        local = pool[start:start + 300]
+        local = pool[start : start + 300]
         lines = rng.choices(local, k=max(4, size // 38))
         # Every third line from the whole pool.  Tuned so zlib level 4 gives ~0.27 of the
         # input, like CPython's own stdlib sources.
@@ -109,7 +109,7 @@ class BinaryCorpus:
             kind = rng.random()
             if kind < 0.45:
                 start = rng.randrange(0, len(self.code) - n)
-                parts.append(self.code[start:start + n])
+                parts.append(self.code[start : start + n])
             elif kind < 0.75:
                 parts.append(rng.randbytes(n))
             else:
@@ -124,21 +124,28 @@ def prefix_text(rng: random.Random, kind: str, name: str, size: int) -> bytes:
     ini), padded with comment lines up to about ``size``."""
     ph = PLACEHOLDER
     if kind == "sh":
-        head = (f'#!/bin/sh\nprefix="{ph}"\nexport PATH="{ph}/bin:$PATH"\n'
-                f'exec "{ph}/bin/{name}" "$@"\n')
+        head = (
+            f'#!/bin/sh\nprefix="{ph}"\nexport PATH="{ph}/bin:$PATH"\nexec "{ph}/bin/{name}" "$@"\n'
+        )
         comment = "# "
     elif kind == "pc":
-        head = (f"prefix={ph}\nlibdir=${{prefix}}/lib\nincludedir={ph}/include/{name}\n\n"
-                f"Name: {name}\nDescription: synthetic\nVersion: 1.0\nLibs: -L{ph}/lib -l{name}\n")
+        head = (
+            f"prefix={ph}\nlibdir=${{prefix}}/lib\nincludedir={ph}/include/{name}\n\n"
+            f"Name: {name}\nDescription: synthetic\nVersion: 1.0\nLibs: -L{ph}/lib -l{name}\n"
+        )
         comment = "# "
     elif kind == "cmake":
-        head = (f'set(_IMPORT_PREFIX "{ph}")\nset_target_properties({name}::{name} PROPERTIES\n'
-                f'  INTERFACE_INCLUDE_DIRECTORIES "{ph}/include"\n'
-                f'  IMPORTED_LOCATION "{ph}/lib/lib{name}.so")\n')
+        head = (
+            f'set(_IMPORT_PREFIX "{ph}")\nset_target_properties({name}::{name} PROPERTIES\n'
+            f'  INTERFACE_INCLUDE_DIRECTORIES "{ph}/include"\n'
+            f'  IMPORTED_LOCATION "{ph}/lib/lib{name}.so")\n'
+        )
         comment = "# "
     elif kind == "la":
-        head = (f"# lib{name}.la - a libtool library file\ndlname='lib{name}.so.1'\n"
-                f"dependency_libs=' -L{ph}/lib -lm'\nlibdir='{ph}/lib'\n")
+        head = (
+            f"# lib{name}.la - a libtool library file\ndlname='lib{name}.so.1'\n"
+            f"dependency_libs=' -L{ph}/lib -lm'\nlibdir='{ph}/lib'\n"
+        )
         comment = "# "
     else:
         head = f"[paths]\nroot = {ph}\ndata = {ph}/share/{name}\n\n[options]\n"
@@ -147,8 +154,9 @@ def prefix_text(rng: random.Random, kind: str, name: str, size: int) -> bytes:
     total = len(head)
     while total < size:
         words = " ".join(rng.choices(_WORDS, k=rng.randint(5, 14)))
-        line = (f"{comment}{words} {ph}/lib/{name}\n" if rng.random() < 0.08
-                else f"{comment}{words}\n")
+        line = (
+            f"{comment}{words} {ph}/lib/{name}\n" if rng.random() < 0.08 else f"{comment}{words}\n"
+        )
         lines.append(line)
         total += len(line)
     return "".join(lines).encode()

@@ -37,8 +37,9 @@ def run_python(prefix: Path, *args: str, check: bool = True) -> subprocess.Compl
         [str(prefix / "bin" / "python"), *args], capture_output=True, text=True, env=env
     )
     if check and proc.returncode != 0:
-        raise RuntimeError(f"python {' '.join(args)} failed in {prefix}:\n{proc.stdout}"
-                           f"{proc.stderr}")
+        raise RuntimeError(
+            f"python {' '.join(args)} failed in {prefix}:\n{proc.stdout}{proc.stderr}"
+        )
     return proc
 
 
@@ -52,7 +53,10 @@ def pip_install_wheel(prefix: os.PathLike[str] | str) -> str:
     )
     with tempfile.TemporaryDirectory(prefix="envfactory-wheel-") as tmp:
         wheel = write_wheel(
-            Path(tmp), WHEEL_PROJECT, "0.1.0", {"cp_wheel_demo/__init__.py": module},
+            Path(tmp),
+            WHEEL_PROJECT,
+            "0.1.0",
+            {"cp_wheel_demo/__init__.py": module},
             {WHEEL_SCRIPT: "cp_wheel_demo:main"},
         )
         run_python(prefix, "-m", "pip", "install", "--no-index", "--no-deps", str(wheel))
@@ -136,8 +140,15 @@ def pip_install_editable(prefix: os.PathLike[str] | str, srcdir: os.PathLike[str
     if not (src / "pyproject.toml").exists() and not (src / "setup.py").exists():
         write_editable_project(src, name)
     run_python(
-        prefix, "-m", "pip", "install", "--no-index", "--no-deps", "--no-build-isolation",
-        "-e", str(src),
+        prefix,
+        "-m",
+        "pip",
+        "install",
+        "--no-index",
+        "--no-deps",
+        "--no-build-isolation",
+        "-e",
+        str(src),
     )
     return name
 
@@ -166,8 +177,11 @@ def overwrite_managed_file(
             raise ValueError(f"cannot change an empty file keeping its size: {path}")
         # Flip the case of one letter (or bump one byte), keeping the length.
         index = next((i for i, b in enumerate(data) if chr(b).isalpha()), 0)
-        new = data[:index] + bytes([data[index] ^ 0x20 if chr(data[index]).isalpha()
-                                    else (data[index] + 1) % 256]) + data[index + 1:]
+        new = (
+            data[:index]
+            + bytes([data[index] ^ 0x20 if chr(data[index]).isalpha() else (data[index] + 1) % 256])
+            + data[index + 1 :]
+        )
     else:
         new = data + b"\n# edited after install by tests.envfactory\n"
     mode = path.stat().st_mode
@@ -207,8 +221,10 @@ def remove_package_cache(prefix: os.PathLike[str] | str) -> list[Path]:
     removed = []
     for cache in sorted(package_cache_dirs(prefix)):
         if (cache / SHARED_CACHE_MARKER).exists():
-            raise ValueError(f"{cache} is shared by other environments; install with a private "
-                             "pkgs_dir before removing its cache")
+            raise ValueError(
+                f"{cache} is shared by other environments; install with a private "
+                "pkgs_dir before removing its cache"
+            )
         shutil.rmtree(cache)
         removed.append(cache)
     return removed
@@ -237,7 +253,13 @@ def make_pixi_like(prefix: os.PathLike[str] | str) -> None:
     if history.exists():
         history.unlink()
     (root / "conda-meta" / "pixi").write_text(
-        json.dumps({"manifest_path": str(root.parent / "pixi.toml"),
-                    "environment_name": "default", "pixi_version": "0.20.1"}) + "\n"
+        json.dumps(
+            {
+                "manifest_path": str(root.parent / "pixi.toml"),
+                "environment_name": "default",
+                "pixi_version": "0.20.1",
+            }
+        )
+        + "\n"
     )
     (root / "conda-meta" / "pixi_env_prefix").write_text(str(root))
