@@ -126,7 +126,11 @@ fn read_records<'py>(py: Python<'py>, conda_meta: PathBuf) -> PyResult<Bound<'py
         d.set_item("noarch", r.noarch)?;
         d.set_item("link_source", r.link_source)?;
         // `files` repeats what `paths` says; it is only needed when `paths` is missing.
-        let files = if r.paths.is_none() { r.files } else { Vec::new() };
+        let files = if r.paths.is_none() {
+            r.files
+        } else {
+            Vec::new()
+        };
         d.set_item("files", files)?;
         match r.paths {
             None => d.set_item("paths", py.None())?,
