@@ -5,6 +5,7 @@
 pub mod archive;
 pub mod content;
 pub mod error;
+pub mod index;
 pub mod meta;
 pub mod pack;
 pub mod prefix;
@@ -147,6 +148,83 @@ fn read_records<'py>(py: Python<'py>, conda_meta: PathBuf) -> PyResult<Bound<'py
         out.append(d)?;
     }
     Ok(out)
+}
+
+/// One entry of `index_env`: `(path, package index or None, disk kind or None (missing),
+/// size, path_type, prefix_placeholder, file_mode, size_in_bytes, sha256,
+/// sha256_in_prefix)`; hashes only where there is a placeholder.
+type EntryTuple<'py> = (
+    OsString,
+    Option<usize>,
+    Option<&'static str>,
+    u64,
+    Option<Bound<'py, PyString>>,
+    Option<String>,
+    Option<String>,
+    Option<u64>,
+    Option<String>,
+    Option<String>,
+);
+
+/// Walk a prefix and match it against conda's records, in one call:
+/// `(packages, entries, windows, python_version)`. Packages are dicts of record fields
+/// plus `placeholders` ("conda-meta", "paths.json" or "unknown"); entries are recorded
+/// paths in record order, then the unrecorded files sorted by path.
+#[pyfunction]
+#[allow(clippy::type_complexity)]
+fn index_env<'py>(
+    py: Python<'py>,
+    prefix: PathBuf,
+    skip_top: Vec<OsString>,
+) -> PyResult<(
+    Bound<'py, PyList>,
+    Vec<EntryTuple<'py>>,
+    bool,
+    Option<String>,
+)> {
+    let idx = py
+        .detach(|| index::index(&prefix, &skip_top))
+        .map_err(|e| to_py(py, e))?;
+    let packages = PyList::empty(py);
+    for p in &idx.packages {
+        let r = &p.record;
+        let d = PyDict::new(py);
+        d.set_item("filename", &r.filename)?;
+        d.set_item("name", &r.name)?;
+        d.set_item("version", &r.version)?;
+        d.set_item("build", &r.build)?;
+        d.set_item("url", &r.url)?;
+        d.set_item("subdir", &r.subdir)?;
+        d.set_item("noarch", &r.noarch)?;
+        d.set_item("link_source", &r.link_source)?;
+        d.set_item("placeholders", p.placeholders.name())?;
+        packages.append(d)?;
+    }
+    let entries = idx
+        .entries
+        .into_iter()
+        .map(|e| {
+            let (kind, size) = match e.disk {
+                Some((k, s)) => (Some(k.code()), s),
+                None => (None, 0),
+            };
+            let m = e.meta.unwrap_or_default();
+            let keep = m.prefix_placeholder.is_some();
+            (
+                e.path.into_os_string(),
+                e.package,
+                kind,
+                size,
+                m.path_type.as_deref().map(|t| PyString::intern(py, t)),
+                m.prefix_placeholder,
+                m.file_mode,
+                m.size_in_bytes,
+                m.sha256.filter(|_| keep),
+                m.sha256_in_prefix.filter(|_| keep),
+            )
+        })
+        .collect();
+    Ok((packages, entries, idx.windows, idx.python_version))
 }
 
 /// Parse `info/paths.json` of each package directory (None where absent).
@@ -335,9 +413,10 @@ fn compression(format: &str, level: i32) -> PyResult<Option<Compression>> {
 #[pymethods]
 impl ArchiveWriter {
     /// `format`: tar, tar.gz, tar.bz2, tar.xz, tar.zst, zip, dir (copies), or dir-linked
-    /// (a staging tree that may hard-link unchanged files).
+    /// (a staging tree that may hard-link unchanged files). `mtime` is given to the
+    /// directories a directory writer creates.
     #[new]
-    #[pyo3(signature = (path, format, level, threads, arcroot, prefix, zip_symlinks=false, zip64=true))]
+    #[pyo3(signature = (path, format, level, threads, arcroot, prefix, zip_symlinks=false, zip64=true, mtime=0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -349,6 +428,7 @@ impl ArchiveWriter {
         prefix: PathBuf,
         zip_symlinks: bool,
         zip64: bool,
+        mtime: i64,
     ) -> PyResult<Self> {
         let threads = threads.max(1);
         let comp = compression(format, level)?;
@@ -374,9 +454,9 @@ impl ArchiveWriter {
                     threads,
                 ))
             }
-            ("dir", _) | ("dir-linked", _) => {
-                Box::new(DirArchive::new(&path, format == "dir-linked").map_err(|e| to_py(py, e))?)
-            }
+            ("dir", _) | ("dir-linked", _) => Box::new(
+                DirArchive::new(&path, format == "dir-linked", mtime).map_err(|e| to_py(py, e))?,
+            ),
             (_, Some(c)) => {
                 let file = std::fs::File::create(&path).map_err(io)?;
                 let enc = archive::Encoder::new(file, c, threads).map_err(io)?;
@@ -479,6 +559,7 @@ impl ArchiveWriter {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(scan_prefix, m)?)?;
     m.add_function(wrap_pyfunction!(read_records, m)?)?;
+    m.add_function(wrap_pyfunction!(index_env, m)?)?;
     m.add_function(wrap_pyfunction!(read_paths_json, m)?)?;
     m.add_function(wrap_pyfunction!(replace_prefix, m)?)?;
     m.add_function(wrap_pyfunction!(format_shebang, m)?)?;

@@ -65,6 +65,7 @@ class ArchiveWriter:
         prefix: _Path,
         zip_symlinks: bool = False,
         zip64: bool = True,
+        mtime: int = 0,
     ) -> None: ...
     def write(
         self,

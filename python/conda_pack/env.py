@@ -8,10 +8,9 @@ import os
 from fnmatch import fnmatch
 from importlib.util import source_from_cache
 
-from . import _core
 from .errors import CondaPackException
 from .locate import name_to_prefix
-from .metadata import Layout, Package, read_packages
+from .metadata import Layout, Package, read_environment
 from .warn import warn
 
 __all__ = ["CondaEnv", "File", "load_environment"]
@@ -52,7 +51,8 @@ class File:
     """
 
     __slots__ = (
-        "source",
+        "_source",
+        "_root",
         "target",
         "is_conda",
         "file_mode",
@@ -70,16 +70,43 @@ class File:
         file_mode: str | None = None,
         prefix_placeholder: str | None = None,
     ) -> None:
-        self.source = source
+        self._source = source
+        self._root = None
         self.target = target
         self.is_conda = is_conda
         self.file_mode = file_mode
         self.prefix_placeholder = prefix_placeholder
-        #: The conda-meta path record (size and hashes), when conda installed the file.
+        #: (size_in_bytes, sha256, sha256_in_prefix) of a conda file with a placeholder.
         self._record: tuple | None = None
         self._package: Package | None = None
         #: Size from the scan, for progress and batching.
         self._size: int | None = None
+
+    @classmethod
+    def _in_env(cls, root, target, is_conda, file_mode, placeholder, size, package) -> File:
+        """A file at ``root/target``; its source path is derived when asked for, which
+        saves a string per file in environments of hundreds of thousands of files."""
+        f = cls.__new__(cls)
+        f._source = None
+        f._root = root
+        f.target = target
+        f.is_conda = is_conda
+        f.file_mode = file_mode
+        f.prefix_placeholder = placeholder
+        f._record = None
+        f._package = package
+        f._size = size
+        return f
+
+    @property
+    def source(self) -> str:
+        if self._source is not None:
+            return self._source
+        return self._root + "/" + self.target
+
+    @source.setter
+    def source(self, value: str) -> None:
+        self._source = value
 
     def __repr__(self) -> str:
         return "File<%r, is_conda=%r>" % (self.target, self.is_conda)
@@ -151,34 +178,20 @@ def check_no_editable_packages(prefix: str, site_packages: str) -> None:
         raise CondaPackException(_EDITABLE.format("\n".join("- %s" % p for p in sorted(found))))
 
 
-def _scan(prefix: str) -> dict[str, tuple[str, str, int]]:
-    """Everything on disk: ``normcase(path) -> (path, kind, size)``."""
-    out = {}
-    for path, kind, size in _core.scan(prefix, list(SKIP_TOP)):
-        if kind == "o":
-            continue  # sockets, FIFOs, devices
-        if "/" not in path and (path.endswith("~") or path.endswith(".DS_STORE")):
-            continue
-        out[os.path.normcase(path)] = (path, kind, size)
-    return out
-
-
 # Files an installer writes itself (entry points), holding the install prefix it chose.
-_INSTALLER_MADE = (
-    "unix_python_entry_point",
-    "windows_python_entry_point_script",
-    "windows_python_entry_point_exe",
+_INSTALLER_MADE = frozenset(
+    {
+        "unix_python_entry_point",
+        "windows_python_entry_point_script",
+        "windows_python_entry_point_exe",
+    }
 )
+# Recorded paths that may legitimately be absent: bytecode conda failed to compile, and
+# directories it made.
+_MAY_BE_ABSENT = frozenset({"directory", "pyc_file"})
 
 
-def _generated_at_install(record: tuple, pkg: Package, layout: Layout) -> bool:
-    if record[1] in _INSTALLER_MADE:
-        return True
-    # Without path types (old records), conda-pack has always scanned noarch scripts.
-    return record[1] is None and pkg.is_noarch_python and record[0].startswith(layout.bin_dir + "/")
-
-
-def _is_overwritten(record: tuple, kind: str, size: int) -> bool:
+def _is_overwritten(path: str, path_type, expected, kind: str, size: int) -> bool:
     """A conda file whose size differs from the package's, e.g. clobbered by pip.
 
     Only plain (hard-linked or copied) files without a prefix are judged here: their
@@ -186,12 +199,9 @@ def _is_overwritten(record: tuple, kind: str, size: int) -> bool:
     their placeholder is restored at pack time. Bytecode is exempt: Python rewrites a
     stale .pyc itself, which is no damage.
     """
-    path, path_type, placeholder, _mode, expected, _sha, _sha_in = record
-    if placeholder or expected is None or kind != "f" or path.endswith((".pyc", ".pyo")):
+    if expected is None or kind != "f" or path.endswith((".pyc", ".pyo")):
         return False
-    if path_type not in (None, "hardlink"):
-        return False
-    return size != expected
+    return path_type in (None, "hardlink") and size != expected
 
 
 def load_environment(
@@ -207,91 +217,88 @@ def load_environment(
     if not os.path.exists(conda_meta):
         raise CondaPackException("Path %r is not a conda environment" % prefix)
 
-    packages, layout = read_packages(prefix)
+    packages, layout, entries = read_environment(prefix, list(SKIP_TOP))
     if layout.site_packages is not None and not ignore_editable_packages:
         check_no_editable_packages(prefix, layout.site_packages)
 
-    found = _scan(prefix)
+    bin_prefix = layout.bin_dir + "/"
     files: list[File] = []
     managed: set[str] = set()
     missing: dict[tuple[str, str], list[str]] = {}
-    unknown_placeholders = []
-    join = os.path.join
-    normcase = os.path.normcase
-
-    for pkg in packages:
-        problems = []
-        unknown = not pkg.placeholders_known
-        if unknown:
-            unknown_placeholders.append(pkg)
-        for rec in pkg.paths:
-            path = rec[0]
-            key = normcase(path)
-            managed.add(key)
-            hit = found.get(key)
-            if hit is None:
-                # conda lists .pyc files it failed to compile, and directories it made.
-                if path.endswith(".pyc") or rec[1] == "directory" or path == ".nonadmin":
-                    continue
-                problems.append(path)
+    in_env = File._in_env
+    for entry in entries:
+        path, index, kind, size, ptype, placeholder, mode, expected, sha, sha_in = entry
+        if index is None:
+            break  # the unrecorded files follow the recorded ones
+        pkg = packages[index]
+        managed.add(path)
+        if kind is None:
+            if not (path.endswith(".pyc") or ptype in _MAY_BE_ABSENT or path == ".nonadmin"):
+                missing.setdefault((pkg.name, pkg.version), []).append(path)
+            continue
+        if kind == "l" and ptype not in ("softlink", None):
+            # Installed as a link into the package cache: pack the file it points to.
+            real = os.path.realpath(prefix + "/" + path)
+            if os.path.isfile(real):
+                f = File(real, path, True, None, None)
+                f._package, f._size = pkg, os.path.getsize(real)
+                files.append(f)
                 continue
-            _, kind, size = hit
-            source = join(prefix, path)
-            if kind == "l" and rec[1] not in ("softlink", None):
-                # Installed as a link into the package cache: pack the file it points to.
-                real = os.path.realpath(source)
-                if os.path.isfile(real):
-                    source, kind, size = real, "f", os.path.getsize(real)
-            if _is_overwritten(rec, kind, size):
-                problems.append(path + " (changed since install)")
-            if rec[2]:
-                mode, placeholder = rec[3] or "text", rec[2]
-            elif (unknown and rec[1] != "softlink") or _generated_at_install(rec, pkg, layout):
-                mode, placeholder = "unknown", None
-            else:
-                mode, placeholder = None, None
-            f = File(source, path, True, mode, placeholder)
-            f._record = rec
-            f._package = pkg
-            f._size = size
-            files.append(f)
-        if problems:
-            missing[(pkg.name, pkg.version)] = problems
-        meta_target = "conda-meta/" + pkg.filename
-        managed.add(normcase(meta_target))
-        files.append(File(join(conda_meta, pkg.filename), meta_target, True, None, None))
-
-    if os.path.exists(join(conda_meta, "history")):
-        managed.add(normcase("conda-meta/history"))
-        files.append(File(join(conda_meta, "history"), "conda-meta/history", True, None, None))
+        if not placeholder and _is_overwritten(path, ptype, expected, kind, size):
+            problem = path + " (changed since install)"
+            missing.setdefault((pkg.name, pkg.version), []).append(problem)
+        if not placeholder and pkg.legacy:
+            placeholder, mode = pkg.legacy.get(path, (None, None))
+        if placeholder:
+            f = in_env(prefix, path, True, mode or "text", placeholder, size, pkg)
+            f._record = (expected, sha, sha_in)
+        elif (
+            (not pkg.placeholders_known and ptype != "softlink")
+            or ptype in _INSTALLER_MADE
+            # Without path types (old records), conda-pack has always scanned noarch scripts.
+            or (ptype is None and pkg.is_noarch_python and path.startswith(bin_prefix))
+        ):
+            f = in_env(prefix, path, True, "unknown", None, size, pkg)
+        else:
+            f = in_env(prefix, path, True, None, None, size, pkg)
+        files.append(f)
 
     if missing and not ignore_missing_files:
         raise missing_files_error(missing)
     if missing:
-        gone = {normcase(p) for paths in missing.values() for p in paths}
-        files = [f for f in files if normcase(f.target) not in gone]
+        gone = {p for paths in missing.values() for p in paths}
+        files = [f for f in files if f.target not in gone]
 
+    records = {"conda-meta/" + p.filename for p in packages}
+    records.add("conda-meta/history")
     # conda of old put its own scripts into child environments; conda-unpack leaves state.
-    skip = {normcase(layout.bin_dir + "/" + n) for n in ("conda", "activate", "deactivate")}
+    skip = {layout.bin_dir + "/" + n for n in ("conda", "activate", "deactivate")}
     if layout.windows:
-        skip |= {normcase("Scripts/" + n) for n in ("conda.bat", "activate.bat", "deactivate.bat")}
-    skip.add(normcase(UNPACK_STATE))
-    for key, (path, _kind, size) in found.items():
-        if key in managed or key in skip:
+        skip |= {"Scripts/" + n for n in ("conda.bat", "activate.bat", "deactivate.bat")}
+    skip.add(UNPACK_STATE)
+    for entry in entries:
+        path, index, kind, size = entry[0], entry[1], entry[2], entry[3]
+        if index is not None:
+            continue
+        if kind == "o" or path in skip or path in managed:
+            continue
+        if "/" not in path and (path.endswith("~") or path.endswith(".DS_STORE")):
+            continue
+        if path in records:
+            files.append(in_env(prefix, path, True, None, None, size, None))
             continue
         if path.endswith(".pyc"):
             try:
-                if normcase(source_from_cache(path)) in managed:
+                if source_from_cache(path) in managed:
                     continue  # bytecode of a conda file, regenerated where it lands
             except ValueError:
                 pass
-        f = File(join(prefix, path), path, False, "unknown", None)
-        f._size = size
-        files.append(f)
+        files.append(in_env(prefix, path, False, "unknown", None, size, None))
 
-    if unknown_placeholders and on_missing_cache in ("warn", "raise"):
+    unknown = [p for p in packages if not p.placeholders_known]
+    if unknown and on_missing_cache in ("warn", "raise"):
         listing = "\n".join(
-            "- %s=%s   %s" % (p.name, p.version, p.url or p.filename) for p in unknown_placeholders
+            "- %s=%s   %s" % (p.name, p.version, p.url or p.filename) for p in unknown
         )
         if on_missing_cache == "raise":
             raise CondaPackException(_UNCACHED.format(listing))

@@ -20,9 +20,6 @@ from .errors import CondaPackException
 # this file itself never holds it.
 LEGACY_PLACEHOLDER = "/opt/anaconda1anaconda2" + "anaconda3"
 
-# (_path, path_type, prefix_placeholder, file_mode, size_in_bytes, sha256, sha256_in_prefix)
-PathTuple = tuple
-
 
 @dataclass
 class Package:
@@ -36,11 +33,11 @@ class Package:
     subdir: str | None
     noarch: str | None
     link_source: str | None
-    #: Installed paths (relative to the prefix) with their placeholder and mode.
-    paths: list[PathTuple] = field(default_factory=list)
     #: False when neither conda-meta nor the package cache says which files hold the
     #: prefix: then every file is scanned for it.
     placeholders_known: bool = True
+    #: Placeholders from a legacy ``info/has_prefix``, by installed path.
+    legacy: dict = field(default_factory=dict)
 
     @property
     def is_noarch_python(self) -> bool:
@@ -60,23 +57,6 @@ class Layout:
     @property
     def bin_dir(self) -> str:
         return "Scripts" if self.windows else "bin"
-
-
-def detect_layout(records: list[dict]) -> Layout:
-    """The platform comes from the packages' subdirs, not from the OS we run on."""
-    windows = any(str(r.get("subdir") or "").startswith("win-") for r in records)
-    pythons = [r for r in records if r.get("name") == "python"]
-    if len(pythons) > 1:
-        raise CondaPackException(
-            "Unexpected failure, multiple versions of python found in prefix: "
-            + ", ".join(sorted(r["filename"] for r in pythons))
-        )
-    if not pythons:
-        return Layout(windows, None)
-    if windows:
-        return Layout(True, "Lib/site-packages")
-    major_minor = ".".join(str(pythons[0]["version"]).split(".")[:2])
-    return Layout(False, "lib/python%s/site-packages" % major_minor)
 
 
 def read_has_prefix(path: str) -> dict[str, tuple[str, str]]:
@@ -117,36 +97,34 @@ def package_path(installed: str, pkg: Package, layout: Layout) -> str:
     return installed
 
 
-def _from_package(
-    pkg: Package, layout: Layout, entries: list[PathTuple] | None
-) -> dict[str, tuple] | None:
-    """Placeholder and mode per installed path from the package cache, if it has them."""
-    if entries is not None:
-        return {installed_path(e[0], pkg, layout): (e[2], e[3], e[4], e[5]) for e in entries}
+def _legacy_prefixes(pkg: Package, layout: Layout) -> dict[str, tuple[str, str]]:
+    """Placeholders from a cached package's pre-paths.json ``info/has_prefix``."""
     if pkg.link_source is None:
-        return None
+        return {}
     has_prefix = os.path.join(pkg.link_source, "info", "has_prefix")
-    files = os.path.join(pkg.link_source, "info", "files")
-    if not os.path.exists(files):
-        return None
-    out = {}
-    prefixed = read_has_prefix(has_prefix) if os.path.exists(has_prefix) else {}
-    with open(files, encoding="utf-8") as fil:
-        for line in fil:
-            rel = line.strip()
-            if rel:
-                ph, mode = prefixed.get(rel, (None, None))
-                out[installed_path(rel, pkg, layout)] = (ph, mode, None, None)
-    return out
+    if not os.path.exists(has_prefix):
+        return {}
+    return {installed_path(k, pkg, layout): v for k, v in read_has_prefix(has_prefix).items()}
 
 
-def read_packages(prefix: str) -> tuple[list[Package], Layout]:
-    """Every package installed in ``prefix``, with its files resolved."""
-    conda_meta = os.path.join(prefix, "conda-meta")
-    records = _core.read_records(conda_meta)
-    layout = detect_layout(records)
+def read_environment(prefix: str, skip_top: list[str]) -> tuple[list[Package], Layout, list]:
+    """Packages, layout and the matched entries (see ``_core.index_env``) of ``prefix``."""
+    records, entries, windows, python_version = _core.index_env(prefix, skip_top)
+    pythons = [r["filename"] for r in records if r["name"] == "python"]
+    if len(pythons) > 1:
+        raise CondaPackException(
+            "Unexpected failure, multiple versions of python found in prefix: "
+            + ", ".join(sorted(pythons))
+        )
+    if python_version is None:
+        layout = Layout(windows, None)
+    elif windows:
+        layout = Layout(True, "Lib/site-packages")
+    else:
+        layout = Layout(
+            False, "lib/python%s/site-packages" % ".".join(python_version.split(".")[:2])
+        )
     packages = []
-    need_cache = []
     for r in records:
         pkg = Package(
             filename=r["filename"],
@@ -157,38 +135,10 @@ def read_packages(prefix: str) -> tuple[list[Package], Layout]:
             subdir=r["subdir"],
             noarch=r["noarch"],
             link_source=r["link_source"],
+            placeholders_known=r["placeholders"] != "unknown",
         )
-        paths = r["paths"]
-        if paths is None:
-            paths = [(f, None, None, None, None, None, None) for f in r["files"]]
-        pkg.paths = paths
-        if not any(p[2] for p in paths):
-            # No placeholder recorded: either none of its files hold the prefix, or the
-            # installer (micromamba) did not copy that part of the package's record.
-            need_cache.append(pkg)
+        if not pkg.placeholders_known:
+            pkg.legacy = _legacy_prefixes(pkg, layout)
+            pkg.placeholders_known = bool(pkg.legacy)
         packages.append(pkg)
-
-    dirs = [p.link_source for p in need_cache if p.link_source and os.path.isdir(p.link_source)]
-    from_json = dict(zip(dirs, _core.read_paths_json(dirs))) if dirs else {}
-    for pkg in need_cache:
-        usable = pkg.link_source in from_json
-        info = _from_package(pkg, layout, from_json.get(pkg.link_source)) if usable else None
-        if info is None:
-            pkg.placeholders_known = False
-            continue
-        resolved = []
-        for t in pkg.paths:
-            ph, mode, size, sha = info.get(t[0], (None, None, None, None))
-            if ph:
-                t = (
-                    t[0],
-                    t[1],
-                    ph,
-                    mode or "text",
-                    t[4] if t[4] is not None else size,
-                    t[5] or sha,
-                    t[6],
-                )
-            resolved.append(t)
-        pkg.paths = resolved
-    return packages, layout
+    return packages, layout, entries

@@ -423,20 +423,22 @@ def _write(
 ) -> None:
     replaced = _generated_targets(env, dest, parcel)
     plan = plan_entries(env, dest, replaced)
+    when = source_date(env.prefix)
     writer = _core.ArchiveWriter(
-        path, writer_format, level, threads, arcroot, env.prefix, zip_symlinks, zip_64
+        path, writer_format, level, threads, arcroot, env.prefix, zip_symlinks, zip_64, when
     )
     bar = ProgressBar(len(plan.entries), plan.total_bytes) if ProgressBar.wanted(verbose) else None
+    completed = False
     try:
         reports = writer.write(plan.entries, bar)
+        completed = True
     finally:
         if bar is not None:
-            bar.close()
+            bar.close(completed)
     out = interpret(plan, reports, env.prefix, dest)
     if out.changed and not getattr(env, "_ignore_missing_files", False):
         raise missing_files_error(out.changed)
     _warn_outcome(out, env.prefix, dest)
-    when = source_date(env.prefix)
     generated = [
         (g.target, g.data, None, g.mode, when, len(g.data))
         for g in _generated(env, out, dest, parcel)

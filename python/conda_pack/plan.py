@@ -204,7 +204,7 @@ def _restore_spec(f: File, layout: Layout, env_prefix: bytes) -> tuple:
     rec = f._record
     size = sha = sha_in = cache = None
     if rec is not None:
-        size, sha, sha_in = rec[4], rec[5], rec[6]
+        size, sha, sha_in = rec
         pkg = f._package
         if pkg is not None and pkg.link_source:
             cache = os.path.join(pkg.link_source, package_path(f.target, pkg, layout))

@@ -62,6 +62,10 @@ class ProgressBar:
         self.stream.write(line.ljust(80))
         self.stream.flush()
 
-    def close(self) -> None:
+    def close(self, completed: bool = True) -> None:
+        if completed:
+            # Archived sizes differ a little from the scan's (links, rewritten records):
+            # finished is 100%, whatever the byte count says.
+            self(self.total_files, self.total_bytes)
         self.stream.write("\n")
         self.stream.flush()

@@ -19,6 +19,9 @@ use std::time::{Duration, UNIX_EPOCH};
 
 pub struct DirArchive {
     root: PathBuf,
+    /// Every directory gets this mtime at the end: directories are created at pack time,
+    /// and mksquashfs records their times, so a fixed one keeps the output reproducible.
+    dir_mtime: i64,
     /// Hard-link unchanged files from the environment instead of copying (staging only:
     /// the output of `no-archive` must never share inodes with the environment or cache).
     link_unchanged: bool,
@@ -26,10 +29,11 @@ pub struct DirArchive {
 }
 
 impl DirArchive {
-    pub fn new(root: &Path, link_unchanged: bool) -> Result<DirArchive> {
+    pub fn new(root: &Path, link_unchanged: bool, dir_mtime: i64) -> Result<DirArchive> {
         fs::create_dir_all(root).at(root)?;
         Ok(DirArchive {
             root: root.to_path_buf(),
+            dir_mtime,
             link_unchanged,
             symlinks: HashSet::new(),
         })
@@ -82,15 +86,56 @@ fn outside(rel: &Path) -> Error {
     ))
 }
 
+fn system_time(t: i64) -> std::time::SystemTime {
+    if t >= 0 {
+        UNIX_EPOCH + Duration::from_secs(t as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(t.unsigned_abs())
+    }
+}
+
 fn set_mode_and_mtime(file: &File, dest: &Path, meta: &Meta) -> Result<()> {
     file.set_permissions(fs::Permissions::from_mode(meta.mode & 0o7777))
         .at(dest)?;
-    let when = if meta.mtime >= 0 {
-        UNIX_EPOCH + Duration::from_secs(meta.mtime as u64)
-    } else {
-        UNIX_EPOCH - Duration::from_secs(meta.mtime.unsigned_abs())
+    file.set_modified(system_time(meta.mtime)).at(dest)
+}
+
+/// A symlink's own mtime (std can only set the target's): mksquashfs records it.
+fn set_link_mtime(link: &Path, mtime: i64) -> Result<()> {
+    let path = std::ffi::CString::new(link.as_os_str().as_bytes())
+        .map_err(|_| Error::Invalid(format!("NUL in path {link:?}")))?;
+    let t = libc::timespec {
+        tv_sec: mtime as libc::time_t,
+        tv_nsec: 0,
     };
-    file.set_modified(when).at(dest)
+    // SAFETY: a valid C string and two timespecs, as utimensat(2) requires.
+    let rc = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            [t, t].as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if rc != 0 {
+        return Err(Error::Io {
+            path: link.to_path_buf(),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(())
+}
+
+/// Give every directory under `dir` (and `dir` itself) the mtime `t`, deepest first.
+fn stamp_dirs(dir: &Path, t: std::time::SystemTime) -> Result<()> {
+    for entry in fs::read_dir(dir).at(dir)? {
+        let entry = entry.at(dir)?;
+        if entry.file_type().at(&entry.path())?.is_dir() {
+            stamp_dirs(&entry.path(), t)?;
+        }
+    }
+    let times = fs::FileTimes::new().set_modified(t).set_accessed(t);
+    File::open(dir).at(dir)?.set_times(times).at(dir)
 }
 
 impl Archive for DirArchive {
@@ -119,7 +164,7 @@ impl Archive for DirArchive {
         std::os::unix::fs::symlink(OsStr::from_bytes(target), &dest).at(&dest)?;
         self.symlinks
             .insert(dest.strip_prefix(&self.root).expect("inside").to_path_buf());
-        Ok(())
+        set_link_mtime(&dest, meta.mtime)
     }
 
     fn hardlink(&mut self, meta: &Meta, to: &[u8]) -> Result<()> {
@@ -145,7 +190,7 @@ impl Archive for DirArchive {
     }
 
     fn finish(self: Box<Self>) -> Result<()> {
-        Ok(())
+        stamp_dirs(&self.root, system_time(self.dir_mtime))
     }
 }
 
@@ -156,7 +201,7 @@ mod tests {
     #[test]
     fn refuses_paths_that_leave_the_root() {
         let d = tempfile::tempdir().unwrap();
-        let mut a = DirArchive::new(&d.path().join("out"), false).unwrap();
+        let mut a = DirArchive::new(&d.path().join("out"), false, 0).unwrap();
         let m = |p: &str| Meta {
             path: p.as_bytes().to_vec(),
             mode: 0o644,
