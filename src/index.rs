@@ -13,6 +13,7 @@ use rayon::prelude::*;
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Where a package's placeholder records came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,13 +104,25 @@ pub fn index(prefix: &Path, skip_top: &[OsString]) -> Result<EnvIndex> {
         }),
         bin_dir: if windows { "Scripts" } else { "bin" },
     };
-    let packages = resolve_placeholders(records, &layout);
+    let mut packages = resolve_placeholders(records, &layout);
+    let entries = join(&mut packages, found);
+    release_freed_memory();
     Ok(EnvIndex {
-        entries: join(&packages, found),
+        entries,
         packages,
         windows,
         python_version,
     })
+}
+
+/// Give back to the OS what the parallel parse freed: glibc keeps a worker thread's freed
+/// memory in that thread's arena, where the packing that follows cannot reuse it.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Fill in placeholders from the package cache where conda-meta has none.
@@ -153,9 +166,9 @@ fn resolve_placeholders(records: Vec<Record>, layout: &Layout) -> Vec<Package> {
                 if let Some(c) = by_path.get(&p.path) {
                     if c.prefix_placeholder.is_some() {
                         p.prefix_placeholder = c.prefix_placeholder.clone();
-                        p.file_mode = c.file_mode.clone().or(Some("text".into()));
+                        p.file_mode = c.file_mode.clone().or(Some(Arc::from("text")));
                         p.size_in_bytes = p.size_in_bytes.or(c.size_in_bytes);
-                        p.sha256 = p.sha256.clone().or(c.sha256.clone());
+                        p.hashes = p.hashes.take().or(c.hashes.clone());
                     }
                 }
             }
@@ -167,22 +180,23 @@ fn resolve_placeholders(records: Vec<Record>, layout: &Layout) -> Vec<Package> {
         .collect()
 }
 
-/// Match recorded paths to files on disk; unmatched files come last, sorted.
-fn join(packages: &[Package], found: Vec<Found>) -> Vec<Entry> {
+/// Match recorded paths to files on disk; unmatched files come last, sorted. The paths
+/// move out of the records into the entries (they are the bulk of the memory).
+fn join(packages: &mut [Package], found: Vec<Found>) -> Vec<Entry> {
     let mut on_disk: HashMap<PathBuf, (Kind, u64)> = found
         .into_iter()
         .map(|f| (f.path, (f.kind, f.size)))
         .collect();
     let mut entries = Vec::with_capacity(on_disk.len() + 64);
-    for (i, pkg) in packages.iter().enumerate() {
-        for p in pkg.record.paths.iter().flatten() {
-            let path = PathBuf::from(&p.path);
+    for (i, pkg) in packages.iter_mut().enumerate() {
+        for mut p in pkg.record.paths.take().into_iter().flatten() {
+            let path = PathBuf::from(std::mem::take(&mut p.path));
             let disk = on_disk.remove(&path);
             entries.push(Entry {
                 path,
                 package: Some(i),
                 disk,
-                meta: Some(p.clone()),
+                meta: Some(p),
             });
         }
     }
@@ -249,5 +263,24 @@ mod tests {
         assert!(got.contains(&("lib/extra.txt".into(), None, true)));
         assert!(got.contains(&("conda-meta/pkg-1-0.json".into(), None, true)));
         assert_eq!(idx.packages[0].placeholders, Placeholders::Unknown);
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    /// `INDEX_PREFIX=/env cargo test --release --lib index_phases -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn index_phases() {
+        let prefix = std::path::PathBuf::from(std::env::var("INDEX_PREFIX").unwrap());
+        let t = std::time::Instant::now();
+        let found = crate::scan::scan(&prefix, &[]).unwrap();
+        println!("scan {:?} ({} entries)", t.elapsed(), found.len());
+        let t = std::time::Instant::now();
+        let recs = crate::meta::read_records(&prefix.join("conda-meta")).unwrap();
+        println!("records {:?} ({} records)", t.elapsed(), recs.len());
+        let t = std::time::Instant::now();
+        let idx = super::index(&prefix, &[]).unwrap();
+        println!("index {:?} ({} entries)", t.elapsed(), idx.entries.len());
     }
 }

@@ -60,96 +60,6 @@ fn to_py(py: Python<'_>, e: Error) -> PyErr {
     }
 }
 
-/// Walk a prefix: `[(relative path, kind, size)]`, kind one of `f` file, `l` symlink,
-/// `d` empty directory, `o` other.
-#[pyfunction(name = "scan")]
-fn scan_prefix(
-    py: Python<'_>,
-    prefix: PathBuf,
-    skip_top: Vec<OsString>,
-) -> PyResult<Vec<(OsString, &'static str, u64)>> {
-    let found = py
-        .detach(|| scan::scan(&prefix, &skip_top))
-        .map_err(|e| to_py(py, e))?;
-    Ok(found
-        .into_iter()
-        .map(|f| (f.path.into_os_string(), f.kind.code(), f.size))
-        .collect())
-}
-
-type PathTuple = (
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<u64>,
-    Option<String>,
-    Option<String>,
-);
-
-/// Path records for Python. Hashes matter only where a placeholder is restored, so other
-/// entries leave them out: a large environment has hundreds of thousands of paths.
-fn path_tuples(paths: Vec<meta::PathEntry>) -> Vec<PathTuple> {
-    paths
-        .into_iter()
-        .map(|p| {
-            let keep = p.prefix_placeholder.is_some();
-            (
-                p.path,
-                p.path_type,
-                p.prefix_placeholder,
-                p.file_mode,
-                p.size_in_bytes,
-                p.sha256.filter(|_| keep),
-                p.sha256_in_prefix.filter(|_| keep),
-            )
-        })
-        .collect()
-}
-
-/// Parse every `conda-meta/*.json`. Each record is a dict; `paths` holds tuples
-/// `(_path, path_type, prefix_placeholder, file_mode, size_in_bytes, sha256,
-/// sha256_in_prefix)`, or is None when the record has no `paths_data`.
-#[pyfunction]
-fn read_records<'py>(py: Python<'py>, conda_meta: PathBuf) -> PyResult<Bound<'py, PyList>> {
-    let records = py
-        .detach(|| meta::read_records(&conda_meta))
-        .map_err(|e| to_py(py, e))?;
-    let out = PyList::empty(py);
-    for r in records {
-        let d = PyDict::new(py);
-        d.set_item("filename", r.filename)?;
-        d.set_item("name", r.name)?;
-        d.set_item("version", r.version)?;
-        d.set_item("build", r.build)?;
-        d.set_item("url", r.url)?;
-        d.set_item("subdir", r.subdir)?;
-        d.set_item("noarch", r.noarch)?;
-        d.set_item("link_source", r.link_source)?;
-        // `files` repeats what `paths` says; it is only needed when `paths` is missing.
-        let files = if r.paths.is_none() {
-            r.files
-        } else {
-            Vec::new()
-        };
-        d.set_item("files", files)?;
-        match r.paths {
-            None => d.set_item("paths", py.None())?,
-            Some(paths) => {
-                let list = PyList::empty(py);
-                for t in path_tuples(paths) {
-                    // Path types repeat: share one string object per value.
-                    let ptype = t.1.as_deref().map(|s| PyString::intern(py, s));
-                    list.append((t.0, ptype, t.2, t.3, t.4, t.5, t.6))?;
-                }
-                d.set_item("paths", list)?;
-            }
-        }
-        out.append(d)?;
-    }
-    Ok(out)
-}
-
 /// One entry of `index_env`: `(path, package index or None, disk kind or None (missing),
 /// size, path_type, prefix_placeholder, file_mode, size_in_bytes, sha256,
 /// sha256_in_prefix)`; hashes only where there is a placeholder.
@@ -159,8 +69,8 @@ type EntryTuple<'py> = (
     Option<&'static str>,
     u64,
     Option<Bound<'py, PyString>>,
-    Option<String>,
-    Option<String>,
+    Option<Bound<'py, PyString>>,
+    Option<Bound<'py, PyString>>,
     Option<u64>,
     Option<String>,
     Option<String>,
@@ -209,34 +119,23 @@ fn index_env<'py>(
                 None => (None, 0),
             };
             let m = e.meta.unwrap_or_default();
-            let keep = m.prefix_placeholder.is_some();
+            let intern = |s: &str| PyString::intern(py, s);
+            let hashes = m.hashes.map(|h| *h).unwrap_or_default();
             (
                 e.path.into_os_string(),
                 e.package,
                 kind,
                 size,
-                m.path_type.as_deref().map(|t| PyString::intern(py, t)),
-                m.prefix_placeholder,
-                m.file_mode,
+                m.path_type.as_ref().map(|t| intern(t.name())),
+                m.prefix_placeholder.as_deref().map(intern),
+                m.file_mode.as_deref().map(intern),
                 m.size_in_bytes,
-                m.sha256.filter(|_| keep),
-                m.sha256_in_prefix.filter(|_| keep),
+                hashes.sha256,
+                hashes.sha256_in_prefix,
             )
         })
         .collect();
     Ok((packages, entries, idx.windows, idx.python_version))
-}
-
-/// Parse `info/paths.json` of each package directory (None where absent).
-#[pyfunction]
-fn read_paths_json(
-    py: Python<'_>,
-    pkg_dirs: Vec<PathBuf>,
-) -> PyResult<Vec<Option<Vec<PathTuple>>>> {
-    let all = py
-        .detach(|| meta::read_paths_json(&pkg_dirs))
-        .map_err(|e| to_py(py, e))?;
-    Ok(all.into_iter().map(|p| p.map(path_tuples)).collect())
 }
 
 fn mode_arg(mode: &str) -> PyResult<prefix::Mode> {
@@ -557,10 +456,7 @@ impl ArchiveWriter {
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(scan_prefix, m)?)?;
-    m.add_function(wrap_pyfunction!(read_records, m)?)?;
     m.add_function(wrap_pyfunction!(index_env, m)?)?;
-    m.add_function(wrap_pyfunction!(read_paths_json, m)?)?;
     m.add_function(wrap_pyfunction!(replace_prefix, m)?)?;
     m.add_function(wrap_pyfunction!(format_shebang, m)?)?;
     m.add_function(wrap_pyfunction!(parse_shebang, m)?)?;

@@ -8,31 +8,124 @@ use crate::error::{Error, IoContext, Result};
 use rayon::prelude::*;
 use serde::Deserialize;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-/// One entry of `paths_data.paths` (conda-meta) or `paths` (info/paths.json).
+/// One entry of `paths_data.paths` (conda-meta) or `paths` (info/paths.json), as parsed.
 #[derive(Debug, Clone, Deserialize, Default)]
-pub struct PathEntry {
+struct RawPathEntry {
     #[serde(rename = "_path")]
-    pub path: String,
+    path: String,
     #[serde(default)]
-    pub path_type: Option<String>,
+    path_type: Option<String>,
     #[serde(default)]
-    pub prefix_placeholder: Option<String>,
+    prefix_placeholder: Option<String>,
     #[serde(default)]
-    pub file_mode: Option<String>,
+    file_mode: Option<String>,
     #[serde(default)]
-    pub size_in_bytes: Option<u64>,
+    size_in_bytes: Option<u64>,
     #[serde(default)]
+    sha256: Option<String>,
+    #[serde(default)]
+    sha256_in_prefix: Option<String>,
+}
+
+/// How conda linked a path. The common values need no allocation: an environment has
+/// hundreds of thousands of paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathType {
+    Hardlink,
+    Softlink,
+    Directory,
+    Other(Box<str>),
+}
+
+impl PathType {
+    fn parse(s: String) -> PathType {
+        match s.as_str() {
+            "hardlink" => PathType::Hardlink,
+            "softlink" => PathType::Softlink,
+            "directory" => PathType::Directory,
+            _ => PathType::Other(s.into_boxed_str()),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            PathType::Hardlink => "hardlink",
+            PathType::Softlink => "softlink",
+            PathType::Directory => "directory",
+            PathType::Other(s) => s,
+        }
+    }
+}
+
+/// What restoring a file's placeholder is checked against.
+#[derive(Debug, Clone, Default)]
+pub struct Hashes {
     pub sha256: Option<String>,
-    #[serde(default)]
     pub sha256_in_prefix: Option<String>,
+}
+
+/// A path's record, kept small: hashes only where a placeholder will be restored, and one
+/// shared string per distinct placeholder.
+#[derive(Debug, Clone, Default)]
+pub struct PathEntry {
+    pub path: String,
+    pub path_type: Option<PathType>,
+    pub prefix_placeholder: Option<Arc<str>>,
+    /// `text` or `binary` (any other value is kept as written).
+    pub file_mode: Option<Arc<str>>,
+    pub size_in_bytes: Option<u64>,
+    pub hashes: Option<Box<Hashes>>,
+}
+
+/// Interns placeholder and mode strings while records are converted.
+#[derive(Default)]
+struct Strings(HashMap<String, Arc<str>>);
+
+impl Strings {
+    fn get(&mut self, s: String) -> Arc<str> {
+        if let Some(a) = self.0.get(&s) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(s.as_str());
+        self.0.insert(s, a.clone());
+        a
+    }
+}
+
+impl RawPathEntry {
+    fn compact(self, strings: &mut Strings) -> PathEntry {
+        let hashes = self.prefix_placeholder.as_ref().and_then(|_| {
+            (self.sha256.is_some() || self.sha256_in_prefix.is_some()).then(|| {
+                Box::new(Hashes {
+                    sha256: self.sha256,
+                    sha256_in_prefix: self.sha256_in_prefix,
+                })
+            })
+        });
+        PathEntry {
+            path: self.path,
+            path_type: self.path_type.map(PathType::parse),
+            prefix_placeholder: self.prefix_placeholder.map(|p| strings.get(p)),
+            file_mode: self.file_mode.map(|m| strings.get(m)),
+            size_in_bytes: self.size_in_bytes,
+            hashes,
+        }
+    }
+}
+
+fn compact_all(raw: Vec<RawPathEntry>) -> Vec<PathEntry> {
+    let mut strings = Strings::default();
+    raw.into_iter().map(|e| e.compact(&mut strings)).collect()
 }
 
 #[derive(Debug, Deserialize, Default)]
 struct PathsData {
     #[serde(default)]
-    paths: Vec<PathEntry>,
+    paths: Vec<RawPathEntry>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -95,10 +188,14 @@ fn noarch_kind(v: Option<Value>) -> Option<String> {
 
 fn parse_record(path: &Path) -> Result<Record> {
     let bytes = std::fs::read(path).at(path)?;
-    let raw: RawRecord = serde_json::from_slice(&bytes).map_err(|source| Error::Json {
+    let mut raw: RawRecord = serde_json::from_slice(&bytes).map_err(|source| Error::Json {
         path: path.to_path_buf(),
         source,
     })?;
+    drop(bytes);
+    if raw.paths_data.is_some() {
+        raw.files = Vec::new(); // it repeats the paths
+    }
     Ok(Record {
         filename: path
             .file_name()
@@ -113,7 +210,7 @@ fn parse_record(path: &Path) -> Result<Record> {
         noarch: noarch_kind(raw.noarch),
         link_source: raw.link.and_then(|l| l.source).filter(|s| !s.is_empty()),
         files: raw.files,
-        paths: raw.paths_data.map(|p| p.paths),
+        paths: raw.paths_data.map(|p| compact_all(p.paths)),
     })
 }
 
@@ -141,7 +238,7 @@ pub fn read_paths_json(pkg_dirs: &[PathBuf]) -> Result<Vec<Option<Vec<PathEntry>
                             path: path.clone(),
                             source,
                         })?;
-                    Ok(Some(data.paths))
+                    Ok(Some(compact_all(data.paths)))
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(Error::Io { path, source: e }),

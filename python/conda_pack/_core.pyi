@@ -7,24 +7,24 @@ _Path = str | PathLike[str]
 
 SHEBANG_LIMIT: int
 
-PathTuple = tuple[
-    str,  # _path
+EntryTuple = tuple[
+    str,  # path relative to the prefix
+    int | None,  # index of the package that records it, or None
+    str | None,  # kind on disk (f, l, d, o), or None when a recorded path is missing
+    int,  # size on disk
     str | None,  # path_type
     str | None,  # prefix_placeholder
     str | None,  # file_mode
     int | None,  # size_in_bytes
-    str | None,  # sha256
-    str | None,  # sha256_in_prefix
+    str | None,  # sha256 (only with a placeholder)
+    str | None,  # sha256_in_prefix (only with a placeholder)
 ]
 
-def scan(prefix: _Path, skip_top: Sequence[str]) -> list[tuple[str, str, int]]:
-    """Walk a prefix: ``(relative path, kind, size)``; kind ``f``, ``l``, ``d`` or ``o``."""
-
-def read_records(conda_meta: _Path) -> list[dict[str, object]]:
-    """Parse every ``conda-meta/*.json`` (sorted by file name)."""
-
-def read_paths_json(pkg_dirs: Sequence[_Path]) -> list[list[PathTuple] | None]:
-    """Parse ``info/paths.json`` of each package directory; None where absent."""
+def index_env(
+    prefix: _Path, skip_top: Sequence[str]
+) -> tuple[list[dict[str, object]], list[EntryTuple], bool, str | None]:
+    """Walk a prefix and match it against conda's records: ``(packages, entries, windows,
+    python_version)``; recorded paths first (record order), then unrecorded files sorted."""
 
 def replace_prefix(data: bytes, mode: str, old: bytes, new: bytes) -> bytes:
     """Replace ``old`` with ``new`` by conda's rules for ``mode`` (text or binary)."""
