@@ -105,7 +105,7 @@ pub fn index(prefix: &Path, skip_top: &[OsString]) -> Result<EnvIndex> {
         bin_dir: if windows { "Scripts" } else { "bin" },
     };
     let mut packages = resolve_placeholders(records, &layout);
-    let entries = join(&mut packages, found);
+    let entries = join(prefix, &mut packages, found);
     release_freed_memory();
     Ok(EnvIndex {
         entries,
@@ -181,8 +181,9 @@ fn resolve_placeholders(records: Vec<Record>, layout: &Layout) -> Vec<Package> {
 }
 
 /// Match recorded paths to files on disk; unmatched files come last, sorted. The paths
-/// move out of the records into the entries (they are the bulk of the memory).
-fn join(packages: &mut [Package], found: Vec<Found>) -> Vec<Entry> {
+/// move out of the records into the entries (they are the bulk of the memory). A recorded
+/// file's size is the record's; unrecorded files are stat'ed (usually few of them).
+fn join(prefix: &Path, packages: &mut [Package], found: Vec<Found>) -> Vec<Entry> {
     let mut on_disk: HashMap<PathBuf, (Kind, u64)> = found
         .into_iter()
         .map(|f| (f.path, (f.kind, f.size)))
@@ -191,7 +192,9 @@ fn join(packages: &mut [Package], found: Vec<Found>) -> Vec<Entry> {
     for (i, pkg) in packages.iter_mut().enumerate() {
         for mut p in pkg.record.paths.take().into_iter().flatten() {
             let path = PathBuf::from(std::mem::take(&mut p.path));
-            let disk = on_disk.remove(&path);
+            let disk = on_disk
+                .remove(&path)
+                .map(|(kind, _)| (kind, p.size_in_bytes.unwrap_or(0)));
             entries.push(Entry {
                 path,
                 package: Some(i),
@@ -200,12 +203,16 @@ fn join(packages: &mut [Package], found: Vec<Found>) -> Vec<Entry> {
             });
         }
     }
-    let mut rest: Vec<(PathBuf, (Kind, u64))> = on_disk.into_iter().collect();
-    rest.sort_by(|a, b| a.0.cmp(&b.0));
-    entries.extend(rest.into_iter().map(|(path, disk)| Entry {
-        path,
+    let mut rest: Vec<Found> = on_disk
+        .into_iter()
+        .map(|(path, (kind, size))| Found { path, kind, size })
+        .collect();
+    rest.sort_by(|a, b| a.path.cmp(&b.path));
+    scan::sizes(prefix, &mut rest);
+    entries.extend(rest.into_iter().map(|f| Entry {
+        path: f.path,
         package: None,
-        disk: Some(disk),
+        disk: Some((f.kind, f.size)),
         meta: None,
     }));
     entries

@@ -61,7 +61,7 @@ fn to_py(py: Python<'_>, e: Error) -> PyErr {
 }
 
 /// One entry of `index_env`: `(path, package index or None, disk kind or None (missing),
-/// size, path_type, prefix_placeholder, file_mode, size_in_bytes, sha256,
+/// size (the record's for recorded files, else from disk), path_type, prefix_placeholder, file_mode, size_in_bytes, sha256,
 /// sha256_in_prefix)`; hashes only where there is a placeholder.
 type EntryTuple<'py> = (
     OsString,
@@ -229,7 +229,8 @@ fn spec_arg(spec: SpecArg) -> PyResult<ContentSpec> {
 
 /// One plan entry: `(target, source, content, mode, mtime, size)`. `source` is a path (an
 /// environment file, archived as found) or bytes (generated content); `content` is None
-/// (copy), `"conda-meta"`, or a spec tuple (see `SpecArg`).
+/// (copy), an int (copy, reporting a size other than this one), `"conda-meta"`, or a spec
+/// tuple (see `SpecArg`).
 fn entry_arg(item: &Bound<'_, PyAny>) -> PyResult<PackEntry> {
     let t = item.cast::<PyTuple>()?;
     let target: PathBuf = t.get_item(0)?.extract()?;
@@ -241,6 +242,8 @@ fn entry_arg(item: &Bound<'_, PyAny>) -> PyResult<PackEntry> {
         let path: PathBuf = source_obj.extract()?;
         let content = if content_obj.is_none() {
             Content::Copy
+        } else if let Ok(expected) = content_obj.extract::<u64>() {
+            Content::CopyChecked(expected)
         } else if let Ok(s) = content_obj.extract::<String>() {
             match s.as_str() {
                 "conda-meta" => Content::CondaMeta,

@@ -33,6 +33,9 @@ const BATCH_ENTRIES: usize = 1024;
 #[derive(Clone, Debug)]
 pub enum Content {
     Copy,
+    /// Copy a conda file that must still be the size its package recorded; a different
+    /// size (pip or an editor changed it) is reported, not refused.
+    CopyChecked(u64),
     Process(Box<ContentSpec>),
     /// A `conda-meta/*.json` record: machine-specific paths are blanked.
     CondaMeta,
@@ -271,8 +274,8 @@ fn plan_batches(entries: &[PackEntry]) -> Vec<std::ops::Range<usize>> {
         let inline = match &e.source {
             Source::Bytes(b) => b.len() as u64,
             Source::Path { content, .. } => match content {
-                Content::Copy if e.size <= COPY_INLINE => e.size,
-                Content::Copy => 0,
+                Content::Copy | Content::CopyChecked(_) if e.size <= COPY_INLINE => e.size,
+                Content::Copy | Content::CopyChecked(_) => 0,
                 _ => e.size.min(PROCESS_INLINE) * 2,
             },
         };
@@ -343,6 +346,14 @@ fn prepare(
     let size = st.len();
     let (body, report, unchanged) = match content {
         Content::Copy => (copy_body(path, size)?, None, Some(path.clone())),
+        Content::CopyChecked(expected) => {
+            let report = (size != *expected).then(|| Report {
+                modified: Some(true),
+                problem: Some(format!("{size} bytes where the package has {expected}")),
+                ..Report::default()
+            });
+            (copy_body(path, size)?, report, Some(path.clone()))
+        }
         Content::Process(spec) => {
             let (body, report) = content::prepare(path, size, spec, PROCESS_INLINE)?;
             (body, Some(report), None)
@@ -356,7 +367,8 @@ fn prepare(
             )
         }
     };
-    let inode = (matches!(content, Content::Copy) && st.nlink() > 1).then(|| (st.dev(), st.ino()));
+    let copy = matches!(content, Content::Copy | Content::CopyChecked(_));
+    let inode = (copy && st.nlink() > 1).then(|| (st.dev(), st.ino()));
     Ok((
         vec![Prepared::File {
             meta,

@@ -35,8 +35,20 @@ pub struct Found {
     /// Path relative to the prefix.
     pub path: PathBuf,
     pub kind: Kind,
-    /// Bytes of a file; length of a symlink's target.
+    /// Not read by the walk (0); see [`sizes`].
     pub size: u64,
+}
+
+/// Sizes of the regular files among `found` (others stay 0), read in parallel.
+pub fn sizes(prefix: &Path, found: &mut [Found]) {
+    found
+        .par_iter_mut()
+        .filter(|f| f.kind == Kind::File)
+        .for_each(|f| {
+            f.size = fs::symlink_metadata(prefix.join(&f.path))
+                .map(|m| m.len())
+                .unwrap_or(0);
+        });
 }
 
 /// Walk `prefix`, skipping the top-level names in `skip_top`.
@@ -77,7 +89,8 @@ fn visit(prefix: &Path, rel: &Path, entry: &fs::DirEntry) -> Result<Vec<Found>> 
             .collect::<Result<_>>()?;
         return Ok(parts.into_iter().flatten().collect());
     }
-    let meta = entry.metadata().at(&abs)?;
+    // The type comes with the directory entry; no stat per file: on a large environment
+    // that is most of a walk's cost, and the packer reads each file's size when it opens it.
     let kind = if ft.is_symlink() {
         Kind::Symlink
     } else if ft.is_file() {
@@ -88,7 +101,7 @@ fn visit(prefix: &Path, rel: &Path, entry: &fs::DirEntry) -> Result<Vec<Found>> 
     Ok(vec![Found {
         path: rel.to_path_buf(),
         kind,
-        size: meta.len(),
+        size: 0,
     }])
 }
 
@@ -106,8 +119,9 @@ mod tests {
         fs::write(p.join("a/b/f.txt"), b"hello").unwrap();
         std::os::unix::fs::symlink("b", p.join("a/link")).unwrap();
         std::os::unix::fs::symlink("/", p.join("a/outside")).unwrap();
-        let mut got: Vec<(String, Kind, u64)> = scan(p, &["pkgs".into()])
-            .unwrap()
+        let mut found = scan(p, &["pkgs".into()]).unwrap();
+        sizes(p, &mut found);
+        let mut got: Vec<(String, Kind, u64)> = found
             .into_iter()
             .map(|f| (f.path.to_string_lossy().into_owned(), f.kind, f.size))
             .collect();
@@ -116,8 +130,8 @@ mod tests {
             got,
             vec![
                 ("a/b/f.txt".into(), Kind::File, 5),
-                ("a/link".into(), Kind::Symlink, 1),
-                ("a/outside".into(), Kind::Symlink, 1),
+                ("a/link".into(), Kind::Symlink, 0),
+                ("a/outside".into(), Kind::Symlink, 0),
                 ("empty".into(), Kind::EmptyDir, 0),
             ]
         );

@@ -60,6 +60,7 @@ class File:
         "_record",
         "_package",
         "_size",
+        "_check_size",
     )
 
     def __init__(
@@ -79,8 +80,10 @@ class File:
         #: (size_in_bytes, sha256, sha256_in_prefix) of a conda file with a placeholder.
         self._record: tuple | None = None
         self._package: Package | None = None
-        #: Size from the scan, for progress and batching.
+        #: Size from the scan or the record, for progress and batching.
         self._size: int | None = None
+        #: The packer must report this conda file if its size is not `_size`.
+        self._check_size = False
 
     @classmethod
     def _in_env(cls, root, target, is_conda, file_mode, placeholder, size, package) -> File:
@@ -96,6 +99,7 @@ class File:
         f._record = None
         f._package = package
         f._size = size
+        f._check_size = False
         return f
 
     @property
@@ -191,17 +195,21 @@ _INSTALLER_MADE = frozenset(
 _MAY_BE_ABSENT = frozenset({"directory", "pyc_file"})
 
 
-def _is_overwritten(path: str, path_type, expected, kind: str, size: int) -> bool:
-    """A conda file whose size differs from the package's, e.g. clobbered by pip.
+def _size_is_checkable(path: str, path_type, expected, kind: str) -> bool:
+    """Whether a conda file must still be the size its package recorded.
 
-    Only plain (hard-linked or copied) files without a prefix are judged here: their
-    installed size equals the package's. Files with a prefix are checked by hash when
-    their placeholder is restored at pack time. Bytecode is exempt: Python rewrites a
-    stale .pyc itself, which is no damage.
+    Plain (hard-linked or copied) files without a prefix are installed byte for byte, so
+    a different size means something (pip, an editor) changed them; the packer compares
+    when it reads the file. Files with a prefix are checked by hash when their placeholder
+    is restored. Bytecode is exempt: Python rewrites a stale .pyc itself, which is no
+    damage.
     """
-    if expected is None or kind != "f" or path.endswith((".pyc", ".pyo")):
-        return False
-    return path_type in (None, "hardlink") and size != expected
+    return (
+        expected is not None
+        and kind == "f"
+        and path_type in (None, "hardlink")
+        and not path.endswith((".pyc", ".pyo"))
+    )
 
 
 def load_environment(
@@ -244,9 +252,6 @@ def load_environment(
                 f._package, f._size = pkg, os.path.getsize(real)
                 files.append(f)
                 continue
-        if not placeholder and _is_overwritten(path, ptype, expected, kind, size):
-            problem = path + " (changed since install)"
-            missing.setdefault((pkg.name, pkg.version), []).append(problem)
         if not placeholder and pkg.legacy:
             placeholder, mode = pkg.legacy.get(path, (None, None))
         if placeholder:
@@ -261,6 +266,7 @@ def load_environment(
             f = in_env(prefix, path, True, "unknown", None, size, pkg)
         else:
             f = in_env(prefix, path, True, None, None, size, pkg)
+            f._check_size = _size_is_checkable(path, ptype, expected, kind)
         files.append(f)
 
     if missing and not ignore_missing_files:

@@ -259,6 +259,8 @@ def interpret(plan: Plan, reports: list, env_prefix: str, dest: str | None) -> _
             pkg = f._package
             key = (pkg.name, pkg.version) if pkg else ("?", "?")
             out.changed.setdefault(key, []).append(f.target + " (changed since install)")
+        if f.file_mode is None:
+            continue  # a plain copy: only a size check reports back
         restored = outcome in ("restored", "cached")
         placeholder = f.prefix_placeholder if restored else env_prefix
         if f.file_mode in ("text", "binary") and f.prefix_placeholder:

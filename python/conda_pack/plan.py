@@ -216,7 +216,7 @@ def content_for(f: File, layout: Layout, env_prefix: bytes, dest: bytes | None):
     if f.file_mode is None:
         if f.is_conda and fnmatch(f.target, "conda-meta/*.json"):
             return "conda-meta"
-        return None
+        return f._size if f._check_size else None
     if f.file_mode not in ("text", "binary", "unknown"):
         raise CondaPackException("unknown file_mode %r for %s" % (f.file_mode, f.target))
     shebang = not layout.windows and f.target.startswith(layout.bin_dir + "/")
