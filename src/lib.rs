@@ -228,10 +228,11 @@ fn spec_arg(spec: SpecArg) -> PyResult<ContentSpec> {
 }
 
 /// One plan entry: `(target, source, content, mode, mtime, size)`. `source` is a path (an
-/// environment file, archived as found) or bytes (generated content); `content` is None
+/// environment file, archived as found), None (the file at `target` in the environment),
+/// or bytes (generated content); `content` is None
 /// (copy), an int (copy, reporting a size other than this one), `"conda-meta"`, or a spec
 /// tuple (see `SpecArg`).
-fn entry_arg(item: &Bound<'_, PyAny>) -> PyResult<PackEntry> {
+fn entry_arg(item: &Bound<'_, PyAny>, prefix: &std::path::Path) -> PyResult<PackEntry> {
     let t = item.cast::<PyTuple>()?;
     let target: PathBuf = t.get_item(0)?.extract()?;
     let source_obj = t.get_item(1)?;
@@ -239,7 +240,11 @@ fn entry_arg(item: &Bound<'_, PyAny>) -> PyResult<PackEntry> {
     let source = if let Ok(b) = source_obj.cast::<PyBytes>() {
         Source::Bytes(b.as_bytes().to_vec())
     } else {
-        let path: PathBuf = source_obj.extract()?;
+        let path: PathBuf = if source_obj.is_none() {
+            prefix.join(&target)
+        } else {
+            source_obj.extract()?
+        };
         let content = if content_obj.is_none() {
             Content::Copy
         } else if let Ok(expected) = content_obj.extract::<u64>() {
@@ -386,9 +391,15 @@ impl ArchiveWriter {
         entries: &Bound<'_, PyList>,
         progress: Option<Py<PyAny>>,
     ) -> PyResult<Vec<(usize, ReportTuple)>> {
+        let prefix = self
+            .packer
+            .lock()
+            .map_err(|_| PyValueError::new_err("writer poisoned"))?
+            .prefix()
+            .to_path_buf();
         let entries: Vec<PackEntry> = entries
             .iter()
-            .map(|e| entry_arg(&e))
+            .map(|e| entry_arg(&e, &prefix))
             .collect::<PyResult<_>>()?;
         let counters = Arc::new(Progress::default());
         let mut guard = self

@@ -202,6 +202,11 @@ impl Packer {
         })
     }
 
+    /// The environment being packed.
+    pub fn prefix(&self) -> &Path {
+        &self.opts.prefix
+    }
+
     /// Complete the archive.
     pub fn finish(&mut self) -> Result<()> {
         match self.sink.archive.take() {

@@ -6,6 +6,7 @@ import glob
 import json
 import os
 from fnmatch import fnmatch
+from operator import attrgetter
 from importlib.util import source_from_cache
 
 from .errors import CondaPackException
@@ -266,7 +267,13 @@ def load_environment(
             f = in_env(prefix, path, True, "unknown", None, size, pkg)
         else:
             f = in_env(prefix, path, True, None, None, size, pkg)
-            f._check_size = _size_is_checkable(path, ptype, expected, kind)
+            # Inlined _size_is_checkable: this loop runs once per file.
+            f._check_size = (
+                expected is not None
+                and kind == "f"
+                and (ptype is None or ptype == "hardlink")
+                and not path.endswith((".pyc", ".pyo"))
+            )
         files.append(f)
 
     if missing and not ignore_missing_files:
@@ -329,7 +336,7 @@ class CondaEnv:
 
     def __init__(self, prefix: str, files, excluded_files=None) -> None:
         self.prefix = prefix
-        self.files = sorted(files, key=lambda x: x.target)
+        self.files = sorted(files, key=attrgetter("target"))
         self._excluded_files = list(excluded_files or [])
         self._packages: list[Package] = []
         self._layout = Layout(False, None)

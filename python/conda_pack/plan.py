@@ -9,7 +9,6 @@ import os
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from fnmatch import fnmatch
 
 from .env import CondaEnv, File
 from .errors import CondaPackException
@@ -211,10 +210,16 @@ def _restore_spec(f: File, layout: Layout, env_prefix: bytes) -> tuple:
     return (f.file_mode, env_prefix, os.fsencode(f.prefix_placeholder), size, sha, sha_in, cache)
 
 
+def is_conda_record(f: File) -> bool:
+    """``conda-meta/<name>.json``, as conda-pack's ``conda-meta/*.json`` pattern meant it."""
+    t = f.target
+    return f.is_conda and t.startswith("conda-meta/") and t.endswith(".json") and t.count("/") == 1
+
+
 def content_for(f: File, layout: Layout, env_prefix: bytes, dest: bytes | None):
     """What the core must do with one file's bytes (see ``_core.pyi``)."""
     if f.file_mode is None:
-        if f.is_conda and fnmatch(f.target, "conda-meta/*.json"):
+        if is_conda_record(f):
             return "conda-meta"
         return f._size if f._check_size else None
     if f.file_mode not in ("text", "binary", "unknown"):
@@ -227,20 +232,35 @@ def content_for(f: File, layout: Layout, env_prefix: bytes, dest: bytes | None):
 
 def plan_entries(env: CondaEnv, dest: str | None, replaced: set) -> Plan:
     """One entry per file, in the env's (sorted) order; ``replaced`` targets are left out
-    because a generated file takes their place."""
+    because a generated file takes their place. Runs once per file of environments with
+    hundreds of thousands of them, so the common case (a plain copy) is kept inline."""
     layout = env._layout
     env_prefix = os.fsencode(env.prefix)
     dest_b = os.fsencode(dest) if dest is not None else None
     plan = Plan()
+    entries, files = plan.entries, plan.files
+    total = 0
     for f in env.files:
-        if f.target in replaced:
+        target = f.target
+        if target in replaced:
             continue
-        content = content_for(f, layout, env_prefix, dest_b)
-        mode = 0o644 if content == "conda-meta" else None
         size = f._size or 0
-        plan.entries.append((f.target, f.source, content, mode, None, size))
-        plan.files.append(f)
-        plan.total_bytes += size
+        mode = None
+        if f.file_mode is None and not target.startswith("conda-meta/"):
+            content = size if f._check_size else None
+        else:
+            content = content_for(f, layout, env_prefix, dest_b)
+            if content == "conda-meta":
+                mode = 0o644
+        # A file at its place in this environment leaves the core to derive its source.
+        if f._source is None and f._root == env.prefix:
+            source = None
+        else:
+            source = f.source
+        entries.append((target, source, content, mode, None, size))
+        files.append(f)
+        total += size
+    plan.total_bytes = total
     return plan
 
 
