@@ -45,6 +45,9 @@ test-all: install
 	cargo test --quiet
 	$(PYTHON) -m pytest -q
 
+# Benchmarks against conda-pack 0.9.2 and tar | pigz/zstd on 1 GB and 3 GB envs (about an hour
+# on 2 cores): writes benches/results.json and benches/RESULTS.md. Quick run, 1 GB env only:
+# `BENCH_SIZES=1 make bench`; other settings are listed in benches/conftest.py.
 bench: install
 	$(PYTHON) -m pytest benches -q --benchmark-only
 

@@ -6,8 +6,8 @@ import glob
 import json
 import os
 from fnmatch import fnmatch
-from operator import attrgetter
 from importlib.util import source_from_cache
+from operator import attrgetter
 
 from .errors import CondaPackException
 from .locate import name_to_prefix
