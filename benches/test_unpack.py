@@ -1,0 +1,73 @@
+"""Unpacking: each tool's default tar.gz, extracted with ``tar -xzf`` into a fresh directory,
+then that archive's own ``bin/conda-unpack`` run there (ours vs 0.9.2's), timed separately.
+
+``conda-unpack`` runs the way the docs say, with the unpacked env's ``bin`` first on ``PATH``
+(as after ``source bin/activate``): both scripts then run on the env's own Python.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+from pathlib import Path
+
+from measure import CommandFailed, interleaved, measure, remove
+
+#: Unpack directories of equal length, so both rewrite prefixes of the same length.
+DESTS = {"ours": "unpack-a", "0.9.2": "unpack-b"}
+
+
+def test_unpack(benchmark, scale_env, ours, cp092, workdir, results, rounds, system_state):
+    exes = {"ours": str(ours), "0.9.2": str(cp092 / "conda-pack")}
+    archives = {name: workdir / f"{DESTS[name]}.tar.gz" for name in exes}
+    for name, exe in exes.items():
+        remove(archives[name])
+        subprocess.run(
+            [exe, "-p", str(scale_env.prefix), "-o", str(archives[name]), "-q"], check=True
+        )
+    record = {
+        name: {"archive_size": archives[name].stat().st_size, "extract": [], "unpack": []}
+        for name in exes
+    }
+    errors: dict[str, str] = {}
+
+    def dest(name: str) -> Path:
+        return workdir / DESTS[name] / "env"
+
+    def extract(name: str) -> None:
+        remove(dest(name).parent)
+        dest(name).mkdir(parents=True)
+        run = measure(["tar", "-xzf", str(archives[name]), "-C", str(dest(name))])
+        record[name]["extract"].append(run.as_dict())
+
+    def unpack(name: str) -> None:
+        env = dict(os.environ, PATH=f"{dest(name) / 'bin'}{os.pathsep}{os.environ['PATH']}")
+        try:
+            run = measure([str(dest(name) / "bin" / "conda-unpack")], env=env)
+        except CommandFailed as exc:
+            errors[name] = str(exc)
+            return
+        record[name]["unpack"].append(run.as_dict())
+
+    def theirs() -> None:
+        extract("0.9.2")
+        unpack("0.9.2")
+
+    before = system_state()
+    # Untimed by pytest-benchmark: both extractions and 0.9.2's conda-unpack; timed: ours.
+    interleaved(benchmark, lambda: unpack("ours"), [lambda: extract("ours"), theirs], rounds)
+    for name in exes:
+        remove(dest(name).parent)
+        remove(archives[name])
+    entry = {"tools": record, "before": before, "after": system_state()}
+    results.record("unpack", scale_env, None, entry)
+
+    benchmark.extra_info.update(
+        {
+            f"{n} conda-unpack": statistics.median(r["wall"] for r in rec["unpack"])
+            for n, rec in record.items()
+            if rec["unpack"]
+        }
+    )
+    assert not errors, errors
