@@ -88,6 +88,9 @@ pub struct Report {
     /// The archived bytes still hold a prefix that conda-unpack must replace.
     pub contains: bool,
     pub shebang: Option<ShebangInfo>,
+    /// For binary files: where each C string holding that prefix starts, so conda-unpack
+    /// can patch them without reading the whole file.
+    pub offsets: Vec<u64>,
 }
 
 /// One step applied to a file's bytes.
@@ -212,6 +215,9 @@ pub fn prepare(
         None => found.nul,
     };
     report.contains = found.count > 0;
+    if report.binary && spec.dest.is_none() {
+        report.offsets = found.span_starts.clone();
+    }
     let mode = mode.unwrap_or(if found.nul { Mode::Binary } else { Mode::Text });
     let managed = spec.restore.is_some();
     let mut changed_since_probe = false;
@@ -394,6 +400,7 @@ struct Measured {
     head: Vec<u8>,
     /// `head` holds the whole first line (it found a newline or the end of the file).
     head_is_first_line: bool,
+    span_starts: Vec<u64>,
 }
 
 /// A sink that measures what flows through it.
@@ -407,6 +414,11 @@ struct Probe {
     /// The last `needle.len() - 1` bytes, for occurrences spanning two chunks.
     tail: Vec<u8>,
     head: Vec<u8>,
+    /// Where each C string holding the needle starts: a hit not preceded by another hit
+    /// in the same NUL-terminated string.
+    span_starts: Vec<u64>,
+    /// A hit was seen and no NUL since: the next hit continues the same string.
+    in_span: bool,
 }
 
 impl Probe {
@@ -438,18 +450,45 @@ impl Probe {
         }
         if let Some(f) = &self.needle {
             let n = f.needle().len();
-            if self.tail.is_empty() {
-                self.count += f.find_iter(chunk).count();
-            } else {
+            let base = self.size - chunk.len() as u64;
+            let mut hits: Vec<u64> = Vec::new();
+            let old_tail = std::mem::take(&mut self.tail);
+            if !old_tail.is_empty() {
                 // Join the previous tail with this chunk's start to catch a straddling hit.
-                let mut joined = std::mem::take(&mut self.tail);
-                let take = (n - 1).min(chunk.len());
-                joined.extend_from_slice(&chunk[..take]);
-                self.count += f.find_iter(&joined).count();
-                self.count += f.find_iter(chunk).count();
+                let from = base - old_tail.len() as u64;
+                let mut joined = old_tail.clone();
+                joined.extend_from_slice(&chunk[..(n - 1).min(chunk.len())]);
+                hits.extend(f.find_iter(&joined).map(|h| from + h as u64));
             }
-            let keep = (n - 1).min(chunk.len());
-            self.tail = chunk[chunk.len() - keep..].to_vec();
+            hits.extend(f.find_iter(chunk).map(|h| base + h as u64));
+            self.count += hits.len();
+            // Bytes of this chunk not yet examined for a terminating NUL.
+            let mut seen = 0usize;
+            for h in hits {
+                let upto = h.saturating_sub(base) as usize;
+                if self.in_span && upto > seen && memchr::memchr(0, &chunk[seen..upto]).is_some() {
+                    self.in_span = false;
+                }
+                if !self.in_span {
+                    self.span_starts.push(h);
+                    self.in_span = true;
+                }
+                let end = (h + n as u64).saturating_sub(base) as usize;
+                seen = seen.max(end).min(chunk.len());
+            }
+            if self.in_span && memchr::memchr(0, &chunk[seen..]).is_some() {
+                self.in_span = false;
+            }
+            // The last n - 1 bytes seen, across chunks however small.
+            self.tail = if chunk.len() >= n - 1 {
+                chunk[chunk.len() - (n - 1)..].to_vec()
+            } else {
+                let mut tail = old_tail;
+                tail.extend_from_slice(chunk);
+                let drop = tail.len().saturating_sub(n - 1);
+                tail.drain(..drop);
+                tail
+            };
         }
     }
 
@@ -463,6 +502,7 @@ impl Probe {
             count: self.count,
             head: self.head,
             head_is_first_line,
+            span_starts: self.span_starts,
         }
     }
 }
@@ -568,4 +608,55 @@ pub fn read_full(file: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize>
         }
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Span starts by definition: a hit with no earlier hit in the same NUL-free run.
+    fn brute_span_starts(data: &[u8], needle: &[u8]) -> Vec<u64> {
+        let mut out = Vec::new();
+        let mut in_span = false;
+        let mut i = 0;
+        while i < data.len() {
+            if data[i..].starts_with(needle) {
+                if !in_span {
+                    out.push(i as u64);
+                }
+                in_span = true;
+                i += needle.len();
+            } else {
+                if data[i] == 0 {
+                    in_span = false;
+                }
+                i += 1;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn span_starts_do_not_depend_on_chunking() {
+        let needle = b"/opt/prefix";
+        let mut data = Vec::new();
+        for i in 0..200u32 {
+            match i % 5 {
+                0 => data.extend_from_slice(b"\0\0"),
+                1 => data.extend_from_slice(needle),
+                2 => data.extend_from_slice(b"/lib:"),
+                3 => data.extend_from_slice(&i.to_le_bytes()),
+                _ => data.push(b'x'),
+            }
+        }
+        let want = brute_span_starts(&data, needle);
+        assert!(want.len() > 10);
+        for chunk in [1usize, 3, 7, 11, 64, data.len()] {
+            let mut p = Probe::find(needle);
+            for c in data.chunks(chunk) {
+                p.feed(c);
+            }
+            assert_eq!(p.finish().span_starts, want, "chunk {chunk}");
+        }
+    }
 }

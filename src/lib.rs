@@ -268,6 +268,7 @@ fn entry_arg(item: &Bound<'_, PyAny>, prefix: &std::path::Path) -> PyResult<Pack
     })
 }
 
+/// `(outcome, problem, modified, binary, contains, shebang, offsets)`; see `Report`.
 type ReportTuple = (
     Option<&'static str>,
     Option<String>,
@@ -275,6 +276,7 @@ type ReportTuple = (
     bool,
     bool,
     Option<(OsString, OsString, bool)>,
+    Vec<u64>,
 );
 
 fn report_tuple(r: Report) -> ReportTuple {
@@ -288,7 +290,7 @@ fn report_tuple(r: Report) -> ReportTuple {
         .shebang
         .map(|s| (bytes_path(s.exe), bytes_path(s.options), s.rewritten));
     (
-        outcome, r.problem, r.modified, r.binary, r.contains, shebang,
+        outcome, r.problem, r.modified, r.binary, r.contains, shebang, r.offsets,
     )
 }
 

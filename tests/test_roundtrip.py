@@ -54,7 +54,7 @@ def assert_runs_at(root: Path, python: bool = True) -> None:
 
 
 def expected_bytes(src: bytes, rel: str, records: dict, old: bytes, new: bytes) -> bytes:
-    prefix = {p: mode for p, _i, mode in records["prefix"]}
+    prefix = {r[0]: r[2] for r in records["prefix"]}
     shebang = {p: (exe, opts) for p, exe, opts in records["shebang"]}
     data = src
     if rel in prefix:

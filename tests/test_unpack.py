@@ -41,7 +41,7 @@ def test_never_skips_python_files(archive, tmp_path):
     """0.9.2 skipped every bin/python* record to avoid writing a running file; replacing
     files by rename makes that unnecessary, and python3.11-config must be fixed."""
     root = extract(archive, tmp_path / "env", "tar.gz")
-    paths = {p for p, _, _ in records(root)["prefix"]}
+    paths = {r[0] for r in records(root)["prefix"]}
     assert "bin/python3.11-config" in paths
     assert any(p.startswith("lib/libpython3.11") for p in paths)
     run([root / "bin" / "conda-unpack"])
@@ -95,7 +95,7 @@ def test_interrupted_unpack_can_be_repeated(archive, tmp_path):
     or new; running again finishes the job."""
     root = extract(archive, tmp_path / "env", "tar.gz")
     recs = records(root)["prefix"]
-    half = [p for p, _, mode in recs if mode == "text"][: len(recs) // 2]
+    half = [r[0] for r in recs if r[2] == "text"][: len(recs) // 2]
     # Run the real script's code on half of its records only.
     code = (
         "import runpy, sys; g = runpy.run_path(sys.argv[1], run_name='x')['unpack'].__globals__;"
@@ -115,3 +115,36 @@ def test_verbose_reports_progress(archive, tmp_path):
     root = extract(archive, tmp_path / "env", "tar.gz")
     out = run([root / "bin" / "conda-unpack", "--verbose"]).stdout
     assert "Unpacking environment" in out and "100%" in out
+
+
+def test_files_are_rewritten_in_place_except_loaded_libraries(archive, tmp_path):
+    """Files are rewritten where they are (several times cheaper than new files: binaries
+    only at their recorded strings); the library of the interpreter running conda-unpack
+    is replaced by rename instead, never patched under it."""
+    root = extract(archive, tmp_path / "env", "tar.gz")
+    recs = {r[0]: r for r in records(root)["prefix"]}
+    assert len(recs["bin/cprog"]) == 4 and recs["bin/cprog"][3], "binary records carry offsets"
+    libpython = next(p for p in recs if p.startswith("lib/libpython3.11.so"))
+    inode = {p: os.lstat(root / p).st_ino for p in ("bin/cprog", "etc/cprog.conf", libpython)}
+    run([root / "bin" / "conda-unpack"])
+    assert os.lstat(root / "bin" / "cprog").st_ino == inode["bin/cprog"]
+    assert os.lstat(root / "etc" / "cprog.conf").st_ino == inode["etc/cprog.conf"]
+    assert os.lstat(root / libpython).st_ino != inode[libpython]
+    assert run([root / "bin" / "cprog"]).stdout.split() == ["exe=%s" % root, "lib=%s" % root]
+
+
+def test_binary_changed_since_packing_is_rewritten_whole(archive, tmp_path):
+    """If a recorded string is no longer where packing found it, nothing is patched in
+    place: the file is read whole and every prefix still in it is relocated."""
+    root = extract(archive, tmp_path / "env", "tar.gz")
+    binaries = [r for r in records(root)["prefix"] if len(r) > 3]
+    rel, _, _, offsets = max(binaries, key=lambda r: len(r[3]))
+    assert len(offsets) >= 2
+    path = root / rel
+    data = bytearray(path.read_bytes())
+    data[offsets[0]] = ord("X")  # no longer the placeholder at the first recorded offset
+    path.write_bytes(bytes(data))
+    run([root / "bin" / "conda-unpack"])
+    out = path.read_bytes()
+    assert len(out) == len(data)
+    assert out.count(str(root).encode()) >= len(offsets) - 1

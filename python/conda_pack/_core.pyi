@@ -52,6 +52,7 @@ Report = tuple[
     bool,  # binary
     bool,  # still holds a prefix for conda-unpack
     tuple[str, str, bool] | None,  # shebang: interpreter, options, rewritten
+    list[int],  # binary files: where each C string holding the prefix starts
 ]
 
 class ArchiveWriter:

@@ -253,7 +253,7 @@ def _is_bytecode(target: str) -> bool:
 
 def interpret(plan: Plan, reports: list, env_prefix: str, dest: str | None) -> _Outcome:
     out = _Outcome()
-    for index, (outcome, _problem, modified, binary, contains, shebang) in reports:
+    for index, (outcome, _problem, modified, binary, contains, shebang, offsets) in reports:
         f = plan.files[index]
         if modified:
             pkg = f._package
@@ -277,7 +277,8 @@ def interpret(plan: Plan, reports: list, env_prefix: str, dest: str | None) -> _
         if dest is not None:
             continue
         if contains:
-            out.prefix.append(PrefixRecord(f.target, placeholder, mode))
+            spans = tuple(offsets) if mode == "binary" else ()
+            out.prefix.append(PrefixRecord(f.target, placeholder, mode, spans))
         if shebang is not None:
             exe, options, _rewritten = shebang
             out.shebang.append(ShebangRecord(f.target, exe, options))

@@ -38,11 +38,13 @@ exit 127
 
 
 class PrefixRecord(NamedTuple):
-    """A file conda-unpack must rewrite: it holds ``placeholder`` in ``mode``."""
+    """A file conda-unpack must rewrite: it holds ``placeholder`` in ``mode``; for a
+    binary file, ``offsets`` are where its C strings holding it start."""
 
     path: str
     placeholder: str
     mode: str
+    offsets: tuple = ()
 
 
 class ShebangRecord(NamedTuple):
@@ -80,7 +82,10 @@ def conda_unpack_script(
     index = {p: i for i, p in enumerate(placeholders)}
     data = {
         "placeholders": placeholders,
-        "prefix": [[r.path, index[r.placeholder], r.mode] for r in sorted(prefix_records)],
+        "prefix": [
+            [r.path, index[r.placeholder], r.mode] + ([list(r.offsets)] if r.offsets else [])
+            for r in sorted(prefix_records)
+        ],
         "shebang": [list(r) for r in sorted(shebang_records)],
         "windows": windows,
     }

@@ -4,15 +4,21 @@ conda-pack writes this file into every archive as ``bin/conda-unpack`` (Windows:
 ``Scripts/conda-unpack-script.py``), with the list of files that hold a prefix filled in.
 Run after extracting, it rewrites those files for the environment's new location. It uses
 only the standard library of any Python 3.6+ (the environment's own interpreter is tried
-first), reads each recorded file once and replaces it atomically (write, then rename), so a
-running program is never written to and an interrupted run can simply be repeated. Running
-it again after moving the environment relocates it again.
+first). Files are rewritten where they are, which is several times cheaper than creating
+new ones: a binary file keeps its length, so only its C strings holding the prefix are
+patched (each checked first against what packing recorded); a text file is overwritten and
+truncated. Each file is written by a worker that always completes it, so an interrupted run
+leaves every file old or new and can simply be repeated. A running program, a library this
+interpreter has loaded, or a file that cannot be opened for writing is instead replaced
+atomically (write a new file, rename it over the old one). Running it again after moving
+the environment relocates it again.
 
 This module is also imported by conda-pack's tests: its byte rules must match the Rust
 core's exactly (``replace_cstrings``, ``replace_text``, ``format_shebang``).
 """
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -38,11 +44,13 @@ class NoRoom(Exception):
 
 def _records():
     ph = _DATA["placeholders"]
-    return [(path, ph[i], mode) for path, i, mode in _DATA["prefix"]]
+    return [(r[0], ph[r[1]], r[2]) for r in _DATA["prefix"]]
 
 
 # (path, placeholder, mode) for every file holding a prefix, as conda-pack 0.9.2 named it.
 _prefix_records = _records()
+# Binary files: where each C string holding the prefix starts, found when packing.
+_OFFSETS = {r[0]: r[3] for r in _DATA["prefix"] if len(r) > 3}
 
 
 # --- byte rules (the twin of the Rust core's prefix engine) ---------------------------------
@@ -198,14 +206,15 @@ def fix_shebang(data, prefix, exe_rel, options):
 
 
 class Job:
-    __slots__ = ("path", "old", "mode", "room", "shebang")
+    __slots__ = ("path", "old", "mode", "room", "shebang", "offsets")
 
-    def __init__(self, path, old, mode, room, shebang):
+    def __init__(self, path, old, mode, room, shebang, offsets=()):
         self.path = path
         self.old = old
         self.mode = mode
         self.room = room
         self.shebang = shebang
+        self.offsets = offsets
 
 
 def _jobs(root, current):
@@ -214,7 +223,7 @@ def _jobs(root, current):
     for path, placeholder, mode in _prefix_records:
         ph = os.fsencode(placeholder)
         old = os.fsencode(current) if current is not None else ph
-        jobs[path] = Job(path, old, mode, len(ph), None)
+        jobs[path] = Job(path, old, mode, len(ph), None, _OFFSETS.get(path, ()))
     for path, exe, options in _DATA["shebang"]:
         job = jobs.get(path)
         sb = (os.fsencode(exe), os.fsencode(options))
@@ -250,7 +259,85 @@ def _write_atomic(path, data, st):
         raise
 
 
-def _rewrite(root, root_real, new_prefix, job):
+def _mapped_files():
+    """Files this process has mapped: its interpreter and libraries, perhaps the
+    environment's own. They are replaced, never patched in place under its feet."""
+    mapped = set()
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                parts = line.split(None, 5)
+                if len(parts) == 6 and parts[5].startswith("/"):
+                    mapped.add(parts[5].rstrip("\n"))
+    except OSError:
+        pass
+    return mapped
+
+
+def _patch_in_place(path, old, new, offsets):
+    """Rewrite, inside the file itself, the C strings that start at ``offsets``.
+
+    A binary file keeps its length and every string its offset, so a few small writes do
+    what rewriting the whole file would, which is most of conda-unpack's work on a large
+    environment. Every string is read and checked before any is written; False means the
+    file no longer looks as packed (or is a running program), and nothing was changed.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError as e:
+        if e.errno == errno.ETXTBSY:
+            return False
+        raise
+    try:
+        patches = []
+        for off in offsets:
+            window = os.pread(fd, 4096, off)
+            if not window.startswith(old):
+                return False
+            term = window.find(b"\0")
+            while True:
+                if term >= 0:
+                    hits = window[:term].count(old)
+                    need = term + 1 + max(hits * (len(new) - len(old)), 0)
+                    if need <= len(window):
+                        break
+                more = os.pread(fd, 65536, off + len(window))
+                if not more or len(window) > (1 << 20):
+                    return False
+                window += more
+                if term < 0:
+                    term = window.find(b"\0")
+            patches.append((off, replace_cstrings(window[:need], old, new)))
+        for off, data in patches:
+            os.pwrite(fd, data, off)
+    finally:
+        os.close(fd)
+    return True
+
+
+def _write_in_place(path, new, old_size):
+    """Overwrite a file's bytes where they are: far cheaper than creating and renaming a
+    file. Each file is written by one worker that always finishes it, so an interrupted
+    run leaves every file old or new; False if the file cannot be opened for writing."""
+    try:
+        fd = os.open(path, os.O_WRONLY)
+    except OSError as e:
+        if e.errno in (errno.ETXTBSY, errno.EACCES, errno.EPERM):
+            return False
+        raise
+    try:
+        view = memoryview(new)
+        done = 0
+        while done < len(new):
+            done += os.pwrite(fd, view[done:], done)
+        if len(new) < old_size:
+            os.ftruncate(fd, len(new))
+    finally:
+        os.close(fd)
+    return True
+
+
+def _rewrite(root, root_real, new_prefix, job, mapped=frozenset()):
     path = os.path.join(root, job.path)
     if os.path.islink(path) or not _inside(root_real, path):
         return False  # never follow a link: its target, if ours, has its own record
@@ -258,6 +345,16 @@ def _rewrite(root, root_real, new_prefix, job):
         st = os.lstat(path)
     except FileNotFoundError:
         return False  # excluded or removed after packing
+    if (
+        job.mode == "binary"
+        and job.offsets
+        and job.shebang is None
+        and os.path.realpath(path) not in mapped
+    ):
+        if job.old == new_prefix:
+            return False
+        if _patch_in_place(path, job.old, new_prefix, job.offsets):
+            return True
     with open(path, "rb") as f:
         data = f.read()
     new = data
@@ -267,7 +364,8 @@ def _rewrite(root, root_real, new_prefix, job):
         new = fix_shebang(new, new_prefix, job.shebang[0], job.shebang[1])
     if new == data:
         return False
-    _write_atomic(path, new, st)
+    if os.path.realpath(path) in mapped or not _write_in_place(path, new, len(data)):
+        _write_atomic(path, new, st)
     return True
 
 
@@ -304,11 +402,13 @@ def unpack(root, verbose=False, threads=None):
             "extract the archive to a shorter path." % (new_prefix, len(new_b), names, more, limit)
         )
     root_real = os.path.realpath(root)
+    mapped = _mapped_files()
     changed = 0
     start = time.time()
     workers = threads or min(32, (os.cpu_count() or 1) + 2)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(_rewrite, root, root_real, new_b, j) for j in jobs]
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        futures = [pool.submit(_rewrite, root, root_real, new_b, j, mapped) for j in jobs]
         for i, fut in enumerate(futures):
             try:
                 changed += fut.result()
@@ -316,6 +416,14 @@ def unpack(root, verbose=False, threads=None):
                 raise SystemExit("conda-unpack: %s: %s" % (jobs[i].path, e)) from None
             if verbose and (i % 64 == 0 or i + 1 == len(futures)):
                 _progress(i + 1, len(futures), start)
+    except BaseException:
+        # Ctrl-C or an error: files being written are finished, the rest never started.
+        if sys.version_info >= (3, 9):  # noqa: UP036 - this script runs on Python 3.6+
+            pool.shutdown(wait=True, cancel_futures=True)
+        else:
+            pool.shutdown(wait=True)
+        raise
+    pool.shutdown(wait=True)
     if verbose and futures:
         sys.stdout.write("\n")
     tmp = state + ".tmp"
