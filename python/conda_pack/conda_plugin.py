@@ -1,0 +1,50 @@
+"""``conda pack``: the ``conda-pack`` command as a conda subcommand plugin.
+
+conda 26.3 stopped running ``conda-*`` executables found on ``PATH`` for ``conda <name>``;
+subcommands now come from plugins registered under the ``conda`` entry point group. conda
+imports every plugin module on each run, so this one imports only ``conda.plugins`` and
+defers the CLI (and the Rust core) until ``conda pack`` actually runs.
+
+Nothing else in ``conda_pack`` imports this module, so ``import conda_pack`` never imports
+conda.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+
+from conda.plugins import hookimpl
+from conda.plugins.types import CondaSubcommand
+
+SUMMARY = "Package an existing conda environment into an archive file."
+
+
+def run_conda_pack(args: Iterable[str] = ()) -> int:
+    """Run ``conda-pack`` with the words after ``conda pack``; return its exit status.
+
+    Without ``configure_parser`` conda passes the words after ``pack`` (``sys.argv[2:]``
+    before conda 23.7, a tuple of the unparsed rest since). The CLI prints its own help,
+    errors and ``CondaPackError: ...`` exactly as the console script does; its
+    ``sys.exit`` becomes the return value, which ``conda`` exits with.
+    """
+    from .cli import main
+
+    argv = list(args)
+    try:
+        main(argv)
+    except SystemExit as e:
+        code = e.code
+        if code is None:
+            return 0
+        if isinstance(code, int):
+            return code
+        # sys.exit("message") prints the message and exits 1; keep that behaviour.
+        print(code, file=sys.stderr)
+        return 1
+    return 0
+
+
+@hookimpl
+def conda_subcommands():
+    yield CondaSubcommand(name="pack", summary=SUMMARY, action=run_conda_pack)
