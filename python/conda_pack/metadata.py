@@ -53,6 +53,9 @@ class Layout:
 
     windows: bool
     site_packages: str | None
+    #: The platform its packages were built for (``win-64``, ``linux-64``...), if any is
+    #: not noarch: it picks the Windows launcher's architecture.
+    subdir: str | None = None
 
     @property
     def bin_dir(self) -> str:
@@ -116,14 +119,14 @@ def read_environment(prefix: str, skip_top: list[str]) -> tuple[list[Package], L
             "Unexpected failure, multiple versions of python found in prefix: "
             + ", ".join(sorted(pythons))
         )
+    subdir = next((r["subdir"] for r in records if r["subdir"] not in (None, "noarch")), None)
     if python_version is None:
-        layout = Layout(windows, None)
+        layout = Layout(windows, None, subdir)
     elif windows:
-        layout = Layout(True, "Lib/site-packages")
+        layout = Layout(True, "Lib/site-packages", subdir)
     else:
-        layout = Layout(
-            False, "lib/python%s/site-packages" % ".".join(python_version.split(".")[:2])
-        )
+        major_minor = ".".join(python_version.split(".")[:2])
+        layout = Layout(False, "lib/python%s/site-packages" % major_minor, subdir)
     packages = []
     for r in records:
         pkg = Package(

@@ -36,10 +36,12 @@ from .unpack import (
     PrefixRecord,
     ShebangRecord,
     activation_scripts,
+    conda_unpack_files,
     conda_unpack_script,
     parcel_files,
 )
 from .warn import warn
+from .windows import is_windows_absolute, rewrite_for_dest
 
 __all__ = ["pack", "pack_env"]
 
@@ -251,7 +253,12 @@ def _is_bytecode(target: str) -> bool:
     return target.endswith((".pyc", ".pyo")) or "/__pycache__/" in target
 
 
-def interpret(plan: Plan, reports: list, env_prefix: str, dest: str | None) -> _Outcome:
+def interpret(
+    plan: Plan, reports: list, env_prefix: str, dest: str | None, windows: bool = False
+) -> _Outcome:
+    """conda-unpack's records and the problems, from the core's reports. In a Windows
+    environment conda-unpack only rewrites the ``#!`` line of launcher programs among
+    binaries, which is safe for any file and needs no room: no offsets, no warnings."""
     out = _Outcome()
     for index, (outcome, _problem, modified, binary, contains, shebang, offsets) in reports:
         f = plan.files[index]
@@ -265,11 +272,11 @@ def interpret(plan: Plan, reports: list, env_prefix: str, dest: str | None) -> _
         placeholder = f.prefix_placeholder if restored else env_prefix
         if f.file_mode in ("text", "binary") and f.prefix_placeholder:
             mode = f.file_mode
-            if not restored and mode == "binary" and contains and not modified:
+            if not restored and mode == "binary" and contains and not modified and not windows:
                 out.unrestorable.append(f.target)
         else:
             mode = "binary" if binary else "text"
-        if mode == "binary" and contains and not f.is_conda:
+        if mode == "binary" and contains and not f.is_conda and not windows:
             # Strings in other binaries may be length-prefixed: patching could corrupt them.
             if not _is_bytecode(f.target):
                 out.unmanaged_binaries.append(f.target)
@@ -277,7 +284,7 @@ def interpret(plan: Plan, reports: list, env_prefix: str, dest: str | None) -> _
         if dest is not None:
             continue
         if contains:
-            spans = tuple(offsets) if mode == "binary" else ()
+            spans = tuple(offsets) if mode == "binary" and not windows else ()
             out.prefix.append(PrefixRecord(f.target, placeholder, mode, spans))
         if shebang is not None:
             exe, options, _rewritten = shebang
@@ -325,7 +332,7 @@ def _generated(
         files += activation_scripts(layout.windows)
     if dest is None:
         script = conda_unpack_script(out.prefix, out.shebang, __version__, layout.windows)
-        files.append(Generated(layout.bin_dir + "/conda-unpack", script, 0o755))
+        files += conda_unpack_files(script, layout.windows, layout.subdir)
     return files
 
 
@@ -370,7 +377,7 @@ def pack_env(
     level = check_level(kind, compress_level)
     threads = parse_n_threads(n_threads)
     if dest_prefix is not None:
-        windows_abs = env._layout.windows and dest_prefix[1:3] in (":\\", ":/")
+        windows_abs = env._layout.windows and is_windows_absolute(dest_prefix)
         if not (dest_prefix.startswith("/") or windows_abs):
             raise CondaPackException("--dest-prefix %r must be an absolute path" % dest_prefix)
         check_dest_room(env, dest_prefix)
@@ -426,6 +433,8 @@ def _write(
 ) -> None:
     replaced = _generated_targets(env, dest, parcel)
     plan = plan_entries(env, dest, replaced)
+    if dest is not None and env._layout.windows:
+        rewrite_for_dest(plan, env, dest)
     when = source_date(env.prefix)
     writer = _core.ArchiveWriter(
         path, writer_format, level, threads, arcroot, env.prefix, zip_symlinks, zip_64, when
@@ -438,7 +447,7 @@ def _write(
     finally:
         if bar is not None:
             bar.close(completed)
-    out = interpret(plan, reports, env.prefix, dest)
+    out = interpret(plan, reports, env.prefix, dest, env._layout.windows)
     if out.changed and not getattr(env, "_ignore_missing_files", False):
         raise missing_files_error(out.changed)
     _warn_outcome(out, env.prefix, dest)

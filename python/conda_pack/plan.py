@@ -265,7 +265,10 @@ def plan_entries(env: CondaEnv, dest: str | None, replaced: set) -> Plan:
 
 
 def check_dest_room(env: CondaEnv, dest: str) -> None:
-    """Fail before writing anything if a binary file cannot hold ``dest``."""
+    """Fail before writing anything if a binary file cannot hold ``dest``. Windows
+    binaries are never patched (only launchers' ``#!`` lines, which may grow)."""
+    if env._layout.windows:
+        return
     need = len(os.fsencode(dest))
     tight = [
         f

@@ -6,11 +6,14 @@ and installs with py-rattler, so the packer under test meets what users' environ
     from tests.envfactory import EnvFactory, PLACEHOLDER
     fac = EnvFactory(tmp_path_factory.mktemp("envfactory"))
     prefix = fac.install(tmp / "env", ["cprog", "python", "pip"])          # pkgs_dir=, platform=
+    win = fac.install(tmp / "win", ["python", "winlib"], platform="win-64")  # Windows layout
     fac.build_scale_env(tmp / "big", size_gb=1.0, seed=0)                  # benchmarks only
 
 Packages: cprog (.conda, ELF with binary prefixes), cprog-data (.tar.bz2, text prefixes), links
 (symlinks + hard links), activate-scripts, python (CPython built from Debian's source), pip,
-setuptools, condatest-lib (noarch python), pyscripts (placeholder shebangs).
+setuptools, condatest-lib (noarch python), pyscripts (placeholder shebangs); for win-64 (see
+``windows``): python (stand-in with python.exe, Lib/site-packages) and winlib (the build prefix
+in every Windows spelling, a read-only file, setuptools- and distlib-style entry points).
 
 Variants mutate an installed prefix like a user would: ``pip_install_wheel``,
 ``pip_install_editable``, ``pip_uninstall``, ``overwrite_managed_file``, ``remove_package_cache``,
@@ -29,6 +32,7 @@ from .variants import (
     pip_uninstall,
     remove_package_cache,
 )
+from .windows import WIN_64, WIN_PLACEHOLDER
 
 #: Where built packages persist (``$CONDA_PACK_TESTBED_CACHE`` or ~/.cache/conda-pack-rs/testbed).
 CACHE_DIR = cache_dir()
@@ -36,6 +40,8 @@ CACHE_DIR = cache_dir()
 __all__ = [
     "CACHE_DIR",
     "PLACEHOLDER",
+    "WIN_64",
+    "WIN_PLACEHOLDER",
     "EnvFactory",
     "make_micromamba_like",
     "make_pixi_like",

@@ -3,6 +3,7 @@
 python -m tests.envfactory build-python            # build CPython + python/pip/setuptools once
 python -m tests.envfactory demo-env PREFIX         # a typical env with python, pip and friends
 python -m tests.envfactory scale-env PREFIX --size-gb 1 --seed 0
+python -m tests.envfactory win-env PREFIX          # a win-64 env (Windows layout), for packing
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .factory import EnvFactory
+from .windows import WIN_64
 
 DEMO_PACKAGES = (
     "cprog",
@@ -25,6 +27,9 @@ DEMO_PACKAGES = (
     "condatest-lib",
     "pyscripts",
 )
+#: A win-64 environment: an interpreter's layout, a payload holding the build prefix in every
+#: Windows spelling, and a noarch package whose entry point rattler makes a launcher for.
+WIN_PACKAGES = ("python", "winlib", "condatest-lib")
 
 
 def _factory(args: argparse.Namespace) -> EnvFactory:
@@ -54,6 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo = sub.add_parser("demo-env", help="install " + ", ".join(DEMO_PACKAGES))
     demo.add_argument("prefix", type=Path)
     demo.add_argument("--pkgs-dir", type=Path, default=None)
+    win = sub.add_parser("win-env", help="install " + ", ".join(WIN_PACKAGES) + " for win-64")
+    win.add_argument("prefix", type=Path)
+    win.add_argument("--pkgs-dir", type=Path, default=None)
     scale = sub.add_parser("scale-env", help="install a benchmark-scale environment")
     scale.add_argument("prefix", type=Path)
     scale.add_argument("--size-gb", type=float, default=1.0)
@@ -67,6 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(pkg)
     elif args.command == "demo-env":
         print(fac.install(args.prefix, list(DEMO_PACKAGES), pkgs_dir=args.pkgs_dir))
+    elif args.command == "win-env":
+        prefix = fac.install(args.prefix, list(WIN_PACKAGES), args.pkgs_dir, platform=WIN_64)
+        print(prefix)
     else:
         print(fac.build_scale_env(args.prefix, size_gb=args.size_gb, seed=args.seed))
     print(f"done in {time.monotonic() - start:.1f} s", file=sys.stderr)

@@ -53,7 +53,8 @@ def spec_name(spec: str) -> str:
 
 
 class LocalChannel:
-    """``root/{linux-64,noarch}`` holding package files; re-indexed lazily after additions."""
+    """``root/{linux-64,noarch,...}`` holding package files (a subdir per platform, made as
+    packages for it arrive); re-indexed lazily after additions."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -82,7 +83,8 @@ class LocalChannel:
         self._indexed_generation = self._generation
 
     def _has_repodata(self) -> bool:
-        return all((self.root / s / "repodata.json").exists() for s in (LINUX_64, NOARCH))
+        subdirs = [d for d in self.root.iterdir() if d.is_dir() and not d.name.startswith(".")]
+        return all((d / "repodata.json").exists() for d in subdirs)
 
     def install(
         self,

@@ -47,9 +47,11 @@ class EnvFactory:
             self._channel = LocalChannel(self.workdir / "channel")
         return self._channel
 
-    def packages(self, names: Sequence[str]) -> list[Path]:
-        """Built package files for ``names`` and their dependencies (building what is missing)."""
-        return [self.store.package(n) for n in self.store.closure(list(names))]
+    def packages(self, names: Sequence[str], platform: str = LINUX_64) -> list[Path]:
+        """Built package files for ``names`` and their dependencies (building what is missing),
+        for an environment of ``platform`` (``linux-64`` or ``win-64``)."""
+        closure = self.store.closure(list(names), platform)
+        return [self.store.package(n, platform) for n in closure]
 
     def install(
         self,
@@ -68,7 +70,7 @@ class EnvFactory:
         if target.exists():
             raise FileExistsError(f"install target must not exist yet: {target}")
         channel = self._local_channel()
-        channel.add(self.packages([spec_name(s) for s in specs]))
+        channel.add(self.packages([spec_name(s) for s in specs], platform))
         pkgs = self.resolve_pkgs_dir(pkgs_dir)
         channel.install(target, specs, pkgs, self.workdir / "gateway", platform)
         return target

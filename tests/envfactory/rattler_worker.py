@@ -42,6 +42,9 @@ async def _install(req: dict[str, Any]) -> None:
         records,
         target_prefix=Path(req["prefix"]),
         cache_dir=Path(req["pkgs_dir"]),
+        # The layout (Scripts/ or bin/, entry points, prefix rules) follows the target
+        # platform, not the machine rattler runs on.
+        platform=Subdir(req["platform"]),
         show_progress=False,
         # 0.28 rejects MatchSpec objects here (TypeError); it wants the inner binding.
         requested_specs=[MatchSpec(s)._match_spec for s in specs],

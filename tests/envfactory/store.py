@@ -17,9 +17,14 @@ import shutil
 from pathlib import Path
 
 from .cache import fresh_dir, hash_inputs, locked, module_sources
+from .constants import LINUX_64
 from .cpython import CPython
 from .pkgbuild import PackageMeta, build_package
 from .recipes import RECIPES, Recipe
+from .windows import WIN_RECIPES, WinPackageMeta, WinRecipe, build_windows_package
+
+#: Recipes of arch-specific packages for other platforms; noarch ones come from RECIPES.
+PLATFORM_RECIPES = {"win-64": WIN_RECIPES}
 
 
 class UnknownPackageError(KeyError):
@@ -33,15 +38,23 @@ class PackageStore:
         self.cache = cache
         self.cpython = cpython or CPython(cache)
 
-    def recipe(self, name: str) -> Recipe:
-        try:
-            return RECIPES[name]
-        except KeyError:
+    def recipe(self, name: str, platform: str = LINUX_64) -> Recipe:
+        """The recipe of ``name`` for an environment of ``platform``: its own build for
+        that platform if there is one, else the linux-64 one (fine when it is noarch)."""
+        own = PLATFORM_RECIPES.get(platform, {})
+        if name in own:
+            return own[name]
+        recipe = RECIPES.get(name)
+        if recipe is None or (platform != LINUX_64 and not recipe.noarch_python):
+            known = sorted(own) + sorted(n for n, r in RECIPES.items() if r.noarch_python)
+            if platform == LINUX_64:
+                known = sorted(RECIPES)
             raise UnknownPackageError(
-                f"no recipe for package {name!r}; known: {', '.join(sorted(RECIPES))}"
-            ) from None
+                f"no recipe for package {name!r} on {platform}; known: {', '.join(known)}"
+            )
+        return recipe
 
-    def closure(self, names: list[str]) -> list[str]:
+    def closure(self, names: list[str], platform: str = LINUX_64) -> list[str]:
         """``names`` plus everything they depend on, dependencies first."""
         ordered: list[str] = []
         seen: set[str] = set()
@@ -50,7 +63,7 @@ class PackageStore:
             if name in seen:
                 return
             seen.add(name)
-            for dep in self.recipe(name).dependency_names:
+            for dep in self.recipe(name, platform).dependency_names:
                 visit(dep)
             ordered.append(name)
 
@@ -60,12 +73,14 @@ class PackageStore:
 
     def key(self, recipe: Recipe) -> str:
         meta = [recipe.name, recipe.fmt, repr(recipe.depends), str(recipe.noarch_python)]
+        if isinstance(recipe, WinRecipe):
+            meta.append(recipe.platform)
         code = module_sources("recipes", "pkgbuild", *recipe.modules)
         return hash_inputs([*meta, *code])
 
-    def package(self, name: str) -> Path:
+    def package(self, name: str, platform: str = LINUX_64) -> Path:
         """Path of the built package file for ``name`` (building it if needed)."""
-        recipe = self.recipe(name)
+        recipe = self.recipe(name, platform)
         key = self.key(recipe)
         out_dir = self.cache / "pkgs" / name / key
         found = _find_package(out_dir)
@@ -82,7 +97,8 @@ class PackageStore:
         try:
             stage = fresh_dir(work / "stage")
             staged = recipe.stage(stage, fresh_dir(work / "scratch"), self.cpython)
-            meta = PackageMeta(
+            meta_type = WinPackageMeta if isinstance(recipe, WinRecipe) else PackageMeta
+            meta = meta_type(
                 name=recipe.name,
                 version=staged.version,
                 build_string=f"h{key[:8]}_0",
@@ -91,6 +107,8 @@ class PackageStore:
                 entry_points=staged.entry_points,
                 fmt=recipe.fmt,
             )
+            if isinstance(recipe, WinRecipe):
+                return build_windows_package(stage, meta, out_dir)
             return build_package(stage, meta, out_dir)
         finally:
             shutil.rmtree(work, ignore_errors=True)

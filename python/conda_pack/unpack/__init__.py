@@ -9,13 +9,17 @@ import re
 from importlib import resources
 from typing import NamedTuple
 
+from ..errors import CondaPackException
+
 __all__ = [
     "Generated",
     "PrefixRecord",
     "ShebangRecord",
     "activation_scripts",
+    "conda_unpack_files",
     "conda_unpack_script",
     "parcel_files",
+    "windows_launcher",
 ]
 
 # conda-unpack is Python; this prelude, a no-op string to Python, lets `sh` find an
@@ -104,8 +108,37 @@ def conda_unpack_script(
         flags=re.M,
     )
     assert n == 1 and m == 1, "conda_unpack.py lost its fill-in markers"
+    # Windows: Scripts\conda-unpack.exe reads this line; a relative interpreter is looked
+    # up in the directory above the launcher's, the environment's root.
     prelude = "#!python.exe\n" if windows else _SH_PRELUDE
     return (prelude + source).encode("utf-8")
+
+
+# setuptools' console-script launchers (see launchers/LICENSE.setuptools), by platform.
+_LAUNCHERS = {"win-64": "cli-64.exe", "win-arm64": "cli-arm64.exe", "win-32": "cli-32.exe"}
+
+
+def windows_launcher(subdir: str | None) -> bytes:
+    """The launcher program for an environment of ``subdir`` (x64 when unknown)."""
+    name = _LAUNCHERS.get(subdir or "win-64")
+    if name is None:
+        raise CondaPackException(
+            "No conda-unpack launcher for platform %r (known: %s)"
+            % (subdir, ", ".join(sorted(_LAUNCHERS)))
+        )
+    return resources.files(__package__).joinpath("launchers", name).read_bytes()
+
+
+def conda_unpack_files(script: bytes, windows: bool, subdir: str | None = None) -> list[Generated]:
+    """Where conda-unpack goes. POSIX: ``bin/conda-unpack``, run by ``sh``. Windows:
+    ``Scripts/conda-unpack-script.py`` and ``Scripts/conda-unpack.exe``, a launcher that
+    runs that script with the environment's ``python.exe``."""
+    if not windows:
+        return [Generated("bin/conda-unpack", script, 0o755)]
+    return [
+        Generated("Scripts/conda-unpack-script.py", script, 0o755),
+        Generated("Scripts/conda-unpack.exe", windows_launcher(subdir), 0o755),
+    ]
 
 
 def activation_scripts(windows: bool = False) -> list[Generated]:

@@ -21,6 +21,9 @@ import argparse
 import errno
 import json
 import os
+import re
+import stat
+import struct
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +39,10 @@ _DATA = json.loads('{"placeholders": [], "prefix": [], "shebang": [], "windows":
 STATE_FILE = os.path.join("conda-meta", ".conda-unpack-prefix")
 SHEBANG_LIMIT = 127
 ON_WINDOWS = bool(_DATA.get("windows"))
+# Set by the hidden --new-prefix option: the path files must name instead of the one the
+# environment is at (to prepare an environment where it will be seen under another name,
+# and to exercise the Windows rules on any OS).
+_NEW_PREFIX = None
 
 
 class NoRoom(Exception):
@@ -202,6 +209,126 @@ def fix_shebang(data, prefix, exe_rel, options):
     return format_shebang(prefix, exe_rel, options) + data[_shebang_span(data) :]
 
 
+# --- Windows targets ------------------------------------------------------------------------
+# Windows paths are case-insensitive and take either separator, and packages hold their
+# build prefix as C:\x, C:/x or, inside string literals, C:\\x, while only one spelling is
+# recorded (conda-pack #141): every spelling is replaced. Text files get the new prefix with
+# forward slashes, as conda and rattler write it: backslashes inside a quoted string would
+# read as escapes. An extended-length marker (\\?\ or //?/) before the old prefix goes with it.
+
+
+def windows_path(path):
+    """``path`` as files should name it: no extended-length marker, forward slashes."""
+    if path.startswith(("\\\\?\\UNC\\", "//?/UNC/")):
+        path = "\\\\" + path[8:]
+    elif path.startswith(("\\\\?\\", "//?/")):
+        path = path[4:]
+    return path.replace("\\", "/")
+
+
+def _spellings(path):
+    back = path.replace(b"/", b"\\")
+    return {back, path.replace(b"\\", b"/"), back.replace(b"\\", b"\\\\")}
+
+
+def _prefix_pattern(olds):
+    """One pattern for every spelling of every old prefix, so that a single pass replaces
+    them all and never rewrites a new prefix that happens to contain an old one."""
+    alts = set()
+    for old in olds:
+        alts |= _spellings(old)
+    alts = sorted(alts, key=lambda a: (-len(a), a))
+    body = b"|".join(re.escape(a) for a in alts)
+    return re.compile(b"(?:" + re.escape(b"\\\\?\\") + b"|//\\?/)?(?:" + body + b")", re.I)
+
+
+def _quote_shebang(data, prefix):
+    """Quote the interpreter of a ``#!<prefix>...`` line whose prefix holds a blank.
+
+    The setuptools and distlib launchers split that line like a command line, so
+    ``#!C:\\Program Files\\env\\python.exe`` would run ``C:\\Program`` (conda-pack #311).
+    """
+    if not data.startswith(b"#!" + prefix) or not (b" " in prefix or b"\t" in prefix):
+        return data
+    end = 2 + len(prefix)
+    while end < len(data) and data[end : end + 1] not in (b" ", b"\t", b"\r", b"\n"):
+        end += 1
+    return b'#!"' + data[2:end] + b'"' + data[end:]
+
+
+def windows_replace_text(data, olds, new):
+    """Text files of a Windows environment: every spelling of each of ``olds`` becomes
+    ``new`` with forward slashes."""
+    new = new.replace(b"\\", b"/")
+    return _quote_shebang(_prefix_pattern(olds).sub(lambda _: new, data), new)
+
+
+def windows_replace_launcher(data, olds, new):
+    """Binary files of a Windows environment: only the ``#!`` line of a distlib launcher
+    (a launcher program, that line, then a zip archive) names the prefix. Everything else
+    finds its files relative to itself, and its strings may be length-prefixed, so it is
+    left alone, as conda does. The zip's offsets count from its own start, so the line may
+    change length."""
+    eocd = data.rfind(b"PK\x05\x06")
+    if eocd < 0 or len(data) < eocd + 22:
+        return data
+    cd_size, cd_offset = struct.unpack("<LL", data[eocd + 12 : eocd + 20])
+    zip_start = eocd - cd_size - cd_offset
+    start = data.rfind(b"#!", 0, zip_start) if zip_start > 0 else -1
+    if start <= 0:
+        return data
+    new = new.replace(b"/", b"\\")
+    line = _prefix_pattern(olds).sub(lambda _: new, data[start:zip_start])
+    return data[:start] + _quote_shebang(line, new) + data[zip_start:]
+
+
+def _write_windows(path, data, st):
+    """Overwrite ``path`` with ``data``, keeping its mode. Windows refuses to open a
+    read-only file for writing (conda-pack #241): the flag is lifted for the write."""
+    mode = stat.S_IMODE(st.st_mode)
+    if not mode & stat.S_IWRITE:
+        os.chmod(path, mode | stat.S_IWRITE)
+    try:
+        with open(path, "r+b") as f:
+            f.write(data)
+            f.truncate()
+    finally:
+        if not mode & stat.S_IWRITE:
+            os.chmod(path, mode)
+
+
+def _rewrite_windows(root, root_real, new_prefix, job, mapped=frozenset()):
+    """``_rewrite`` for a Windows environment: its rules, and only calls Windows has (no
+    pread/pwrite; files opened in binary mode)."""
+    path = os.path.join(root, job.path)
+    if job.mode is None or os.path.islink(path) or not _inside(root_real, path):
+        return False
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    with open(path, "rb") as f:
+        data = f.read()
+    if job.mode == "text":
+        new = windows_replace_text(data, [job.old], new_prefix)
+    else:
+        new = windows_replace_launcher(data, [job.old], new_prefix)
+    if new == data:
+        return False
+    _write_windows(path, new, st)
+    return True
+
+
+def _set_new_prefix(prefix):
+    global _NEW_PREFIX
+    _NEW_PREFIX = prefix
+
+
+def _target_prefix(root):
+    prefix = _NEW_PREFIX or root
+    return windows_path(prefix) if ON_WINDOWS else prefix
+
+
 # --- relocation -----------------------------------------------------------------------------
 
 
@@ -234,9 +361,19 @@ def _jobs(root, current):
     return list(jobs.values())
 
 
+_INSIDE = {}
+
+
 def _inside(root_real, path):
-    parent = os.path.realpath(os.path.dirname(path))
-    return parent == root_real or parent.startswith(root_real + os.sep)
+    # Resolved once per directory: realpath costs a system call per path component, and a
+    # large environment has thousands of files but few directories.
+    folder = os.path.dirname(path)
+    inside = _INSIDE.get(folder)
+    if inside is None:
+        parent = os.path.realpath(folder)
+        inside = parent == root_real or parent.startswith(root_real + os.sep)
+        _INSIDE[folder] = inside
+    return inside
 
 
 def _write_atomic(path, data, st):
@@ -260,17 +397,24 @@ def _write_atomic(path, data, st):
 
 
 def _mapped_files():
-    """Files this process has mapped: its interpreter and libraries, perhaps the
-    environment's own. They are replaced, never patched in place under its feet."""
-    mapped = set()
+    """(device, inode) of the files this process has mapped: its interpreter and libraries,
+    perhaps the environment's own. They are replaced, never patched in place under its feet."""
+    paths = set()
     try:
         with open("/proc/self/maps") as f:
             for line in f:
                 parts = line.split(None, 5)
                 if len(parts) == 6 and parts[5].startswith("/"):
-                    mapped.add(parts[5].rstrip("\n"))
+                    paths.add(parts[5].rstrip("\n"))
     except OSError:
         pass
+    mapped = set()
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue  # deleted since it was mapped
+        mapped.add((st.st_dev, st.st_ino))
     return mapped
 
 
@@ -339,18 +483,14 @@ def _write_in_place(path, new, old_size):
 
 def _rewrite(root, root_real, new_prefix, job, mapped=frozenset()):
     path = os.path.join(root, job.path)
-    if os.path.islink(path) or not _inside(root_real, path):
-        return False  # never follow a link: its target, if ours, has its own record
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         return False  # excluded or removed after packing
-    if (
-        job.mode == "binary"
-        and job.offsets
-        and job.shebang is None
-        and os.path.realpath(path) not in mapped
-    ):
+    if stat.S_ISLNK(st.st_mode) or not _inside(root_real, path):
+        return False  # never follow a link: its target, if ours, has its own record
+    busy = (st.st_dev, st.st_ino) in mapped
+    if job.mode == "binary" and job.offsets and job.shebang is None and not busy:
         if job.old == new_prefix:
             return False
         if _patch_in_place(path, job.old, new_prefix, job.offsets):
@@ -364,7 +504,7 @@ def _rewrite(root, root_real, new_prefix, job, mapped=frozenset()):
         new = fix_shebang(new, new_prefix, job.shebang[0], job.shebang[1])
     if new == data:
         return False
-    if os.path.realpath(path) in mapped or not _write_in_place(path, new, len(data)):
+    if busy or not _write_in_place(path, new, len(data)):
         _write_atomic(path, new, st)
     return True
 
@@ -381,7 +521,7 @@ def _progress(done, total, start):
 def unpack(root, verbose=False, threads=None):
     """Relocate the environment at ``root``; returns the number of files changed."""
     root = os.path.abspath(root)
-    new_prefix = root.replace("\\", "/") if ON_WINDOWS else root
+    new_prefix = _target_prefix(root)
     state = os.path.join(root, STATE_FILE)
     current = None
     if os.path.exists(state):
@@ -391,7 +531,8 @@ def unpack(root, verbose=False, threads=None):
     new_b = os.fsencode(new_prefix)
     if current == new_prefix and all(j.shebang is None for j in jobs):
         return 0
-    tight = [j for j in jobs if j.mode == "binary" and len(new_b) > j.room]
+    # Windows binaries are never patched, only launchers' #! lines: no room to check.
+    tight = [j for j in jobs if j.mode == "binary" and len(new_b) > j.room and not ON_WINDOWS]
     if tight:
         limit = min(j.room for j in tight)
         names = ", ".join(sorted(j.path for j in tight)[:5])
@@ -403,12 +544,14 @@ def unpack(root, verbose=False, threads=None):
         )
     root_real = os.path.realpath(root)
     mapped = _mapped_files()
+    _INSIDE.clear()  # directories may have changed since an earlier call in this process
     changed = 0
     start = time.time()
     workers = threads or min(32, (os.cpu_count() or 1) + 2)
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
-        futures = [pool.submit(_rewrite, root, root_real, new_b, j, mapped) for j in jobs]
+        rewrite = _rewrite_windows if ON_WINDOWS else _rewrite
+        futures = [pool.submit(rewrite, root, root_real, new_b, j, mapped) for j in jobs]
         for i, fut in enumerate(futures):
             try:
                 changed += fut.result()
@@ -443,10 +586,13 @@ def main(argv=None):
     parser.add_argument(
         "--verbose", "-v", action="store_true", help="Show progress bar during unpacking"
     )
+    parser.add_argument("--new-prefix", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.version:
         print("conda-unpack %s" % VERSION)
         return 0
+    if args.new_prefix is not None:
+        _set_new_prefix(args.new_prefix)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     if args.verbose and _prefix_records:
         print("Unpacking environment...")
