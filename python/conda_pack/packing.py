@@ -283,6 +283,12 @@ def interpret(
             continue
         if dest is not None:
             continue
+        if windows and outcome == "as-is" and f.prefix_placeholder:
+            # Packed as found (in an environment conda-unpack relocated, say), it may hold
+            # the prefix only in spellings the core does not search for, such as a
+            # launcher's #! line with backslashes. conda-unpack's Windows rules match every
+            # spelling, and change nothing when none is there.
+            contains = True
         if contains:
             spans = tuple(offsets) if mode == "binary" and not windows else ()
             out.prefix.append(PrefixRecord(f.target, placeholder, mode, spans))
