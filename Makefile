@@ -2,13 +2,15 @@
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 DEMO := demo
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := text_replace cstring_replace shebang
 # Debian packages: a C toolchain and CPython's build dependencies (the test bed builds a
 # real interpreter once per machine), the archive tools the tests extract with, and the
 # shells the activation scripts are tested in.
 DEB_PACKAGES := gcc make dpkg-dev libssl-dev libsqlite3-dev zlib1g-dev libffi-dev libbz2-dev \
 	liblzma-dev libreadline-dev xz-utils bzip2 zstd pigz unzip squashfs-tools dash zsh fish tcsh csh mksh ksh
 
-.PHONY: demo test test-all bench lint sysdeps install clean
+.PHONY: demo test test-all bench lint fuzz sysdeps install clean
 
 sysdeps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -56,6 +58,15 @@ lint:
 	cargo clippy --all-targets -- -D warnings
 	ruff check python tests benches
 	ruff format --check python tests benches
+
+# Fuzz the prefix engine (text and C-string replacement, shebangs) against byte-by-byte
+# models, FUZZ_SECONDS per target, one target at a time. Not part of `make test`.
+# cargo-fuzz wants nightly; RUSTC_BOOTSTRAP=1 lets the stable toolchain build it.
+fuzz:
+	@command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+		RUSTC_BOOTSTRAP=1 cargo fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
 
 clean:
 	rm -rf $(DEMO) target build dist .pytest_cache
