@@ -8,7 +8,7 @@ FUZZ_TARGETS := text_replace cstring_replace shebang
 # real interpreter once per machine), the archive tools the tests extract with, and the
 # shells the activation scripts are tested in.
 DEB_PACKAGES := gcc make dpkg-dev libssl-dev libsqlite3-dev zlib1g-dev libffi-dev libbz2-dev \
-	liblzma-dev libreadline-dev xz-utils bzip2 zstd pigz unzip squashfs-tools dash zsh fish tcsh csh mksh ksh
+	liblzma-dev libreadline-dev xz-utils bzip2 zstd pigz unzip squashfs-tools dash zsh fish tcsh csh mksh ksh wine
 
 .PHONY: demo test test-all bench lint fuzz sysdeps install clean
 

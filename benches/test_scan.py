@@ -20,9 +20,10 @@ t1 = time.perf_counter()
 env = conda_pack.CondaEnv.from_prefix(sys.argv[1])
 t2 = time.perf_counter()
 plan = plan_entries(env, None, set())
+files = sum(len(chunk) for _, chunk in plan.chunks())
 t3 = time.perf_counter()
 phases = {"import": t1 - t0, "scan": t2 - t1, "plan": t3 - t2}
-print(json.dumps({**phases, "files": len(plan.entries), "module": conda_pack.__file__}))
+print(json.dumps({**phases, "files": files, "module": conda_pack.__file__}))
 """
 THEIRS = """
 import json, sys, time

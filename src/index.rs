@@ -106,23 +106,13 @@ pub fn index(prefix: &Path, skip_top: &[OsString]) -> Result<EnvIndex> {
     };
     let mut packages = resolve_placeholders(records, &layout);
     let entries = join(prefix, &mut packages, found);
-    release_freed_memory();
+    crate::memory::release_freed();
     Ok(EnvIndex {
         entries,
         packages,
         windows,
         python_version,
     })
-}
-
-/// Give back to the OS what the parallel parse freed: glibc keeps a worker thread's freed
-/// memory in that thread's arena, where the packing that follows cannot reuse it.
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks the allocator's own free lists.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 /// Fill in placeholders from the package cache where conda-meta has none.

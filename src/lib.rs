@@ -6,6 +6,7 @@ pub mod archive;
 pub mod content;
 pub mod error;
 pub mod index;
+pub mod memory;
 pub mod meta;
 pub mod pack;
 pub mod prefix;
@@ -232,7 +233,7 @@ fn spec_arg(spec: SpecArg) -> PyResult<ContentSpec> {
 /// or bytes (generated content); `content` is None
 /// (copy), an int (copy, reporting a size other than this one), `"conda-meta"`, or a spec
 /// tuple (see `SpecArg`).
-fn entry_arg(item: &Bound<'_, PyAny>, prefix: &std::path::Path) -> PyResult<PackEntry> {
+fn entry_arg(item: &Bound<'_, PyAny>) -> PyResult<PackEntry> {
     let t = item.cast::<PyTuple>()?;
     let target: PathBuf = t.get_item(0)?.extract()?;
     let source_obj = t.get_item(1)?;
@@ -240,10 +241,10 @@ fn entry_arg(item: &Bound<'_, PyAny>, prefix: &std::path::Path) -> PyResult<Pack
     let source = if let Ok(b) = source_obj.cast::<PyBytes>() {
         Source::Bytes(b.as_bytes().to_vec())
     } else {
-        let path: PathBuf = if source_obj.is_none() {
-            prefix.join(&target)
+        let path: Option<PathBuf> = if source_obj.is_none() {
+            None
         } else {
-            source_obj.extract()?
+            Some(source_obj.extract()?)
         };
         let content = if content_obj.is_none() {
             Content::Copy
@@ -393,15 +394,9 @@ impl ArchiveWriter {
         entries: &Bound<'_, PyList>,
         progress: Option<Py<PyAny>>,
     ) -> PyResult<Vec<(usize, ReportTuple)>> {
-        let prefix = self
-            .packer
-            .lock()
-            .map_err(|_| PyValueError::new_err("writer poisoned"))?
-            .prefix()
-            .to_path_buf();
         let entries: Vec<PackEntry> = entries
             .iter()
-            .map(|e| entry_arg(&e, &prefix))
+            .map(|e| entry_arg(&e))
             .collect::<PyResult<_>>()?;
         let counters = Arc::new(Progress::default());
         let mut guard = self
@@ -412,9 +407,18 @@ impl ArchiveWriter {
         let mut interrupt: Option<PyErr> = None;
         let result = py.detach(|| {
             std::thread::scope(|s| {
-                let worker = s.spawn(|| packer.write(&entries, &counters));
-                while !worker.is_finished() {
-                    std::thread::sleep(Duration::from_millis(100));
+                // Woken as soon as the packer returns: a chunk of a big plan may take only
+                // milliseconds, so sleeping out a full poll interval would add up.
+                let (done, finished) = crossbeam_channel::bounded::<()>(1);
+                let (entries, counters_ref) = (&entries, &*counters);
+                let worker = s.spawn(move || {
+                    let r = packer.write(entries, counters_ref);
+                    drop(done);
+                    r
+                });
+                while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+                    finished.recv_timeout(Duration::from_millis(100))
+                {
                     Python::attach(|py| {
                         if interrupt.is_none() {
                             if let Err(e) = py.check_signals() {

@@ -387,3 +387,47 @@ def test_warnings_are_user_warnings(make_env, outdir, capsys):
     assert any("bin/cprog-copy" in m for m in messages)
     assert capsys.readouterr().err == ""
     assert len(loaded) > 0
+
+
+def test_thread_count_is_capped_at_the_cores():
+    from conda_pack.plan import available_cores, parse_n_threads
+
+    cores = available_cores()
+    assert parse_n_threads(None) == parse_n_threads(-1) == cores
+    assert parse_n_threads(1) == 1
+    assert parse_n_threads(cores * 8) == cores
+
+
+def test_plan_is_written_in_chunks(full_env, outdir, monkeypatch):
+    """Big plans reach the core a chunk at a time; chunk borders must not show in the
+    archive, the reports (prefix records for conda-unpack) or the progress counts."""
+    from conda_pack import packing
+    from conda_pack.plan import Plan
+
+    pack(prefix=str(full_env), output=str(outdir / "whole.tar.gz"), n_threads=2)
+    seen = []
+
+    class Bar:
+        def __init__(self, files, nbytes, stream=None):
+            self.total = (files, nbytes)
+
+        @staticmethod
+        def wanted(verbose, stream=None):
+            return True
+
+        def __call__(self, files, nbytes):
+            seen.append((files, nbytes))
+
+        def close(self, completed=True):
+            seen.append(self.total)
+
+    monkeypatch.setattr(Plan, "CHUNK", 37)
+    monkeypatch.setattr(packing, "ProgressBar", Bar)
+    pack(prefix=str(full_env), output=str(outdir / "chunked.tar.gz"), n_threads=2)
+    whole = (outdir / "whole.tar.gz").read_bytes()
+    assert (outdir / "chunked.tar.gz").read_bytes() == whole
+    counts = seen[:-1]
+    assert counts == sorted(counts), "progress went backwards"
+    files_total = seen[-1][0]
+    assert files_total > 37 * 3
+    assert counts[-1][0] == files_total

@@ -119,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="The number of threads to use for reading and compressing. Set to -1 to use "
         "the number of cpus on this machine. Default: every cpu this process may use "
-        "(all formats compress in parallel and give identical archives for any N).",
+        "(all formats compress in parallel and give identical archives for any N; a larger "
+        "N is capped at that count).",
     )
     parser.add_argument(
         "--zip-symlinks",

@@ -434,6 +434,26 @@ def pack_env(
     return output
 
 
+def _write_plan(writer, plan, bar) -> list:
+    """Feed the plan to the writer a chunk at a time (see ``Plan``); the reports of all
+    chunks, indexed into the plan."""
+    reports = []
+    before = [0, 0]  # files and bytes written by earlier chunks
+    last = [0, 0]  # the current chunk's latest counts
+
+    def progress(files: int, nbytes: int) -> None:
+        last[:] = files, nbytes
+        bar(before[0] + files, before[1] + nbytes)
+
+    for start, chunk in plan.chunks():
+        last[:] = 0, 0
+        got = writer.write(chunk, progress if bar is not None else None)
+        reports.extend((start + i, r) for i, r in got)
+        before[0] += last[0]
+        before[1] += last[1]
+    return reports
+
+
 def _write(
     env, path, writer_format, level, threads, arcroot, dest, parcel, zip_symlinks, zip_64, verbose
 ) -> None:
@@ -445,10 +465,10 @@ def _write(
     writer = _core.ArchiveWriter(
         path, writer_format, level, threads, arcroot, env.prefix, zip_symlinks, zip_64, when
     )
-    bar = ProgressBar(len(plan.entries), plan.total_bytes) if ProgressBar.wanted(verbose) else None
+    bar = ProgressBar(len(plan), plan.total_bytes) if ProgressBar.wanted(verbose) else None
     completed = False
     try:
-        reports = writer.write(plan.entries, bar)
+        reports = _write_plan(writer, plan, bar)
         completed = True
     finally:
         if bar is not None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 from datetime import datetime
 
 from .env import CondaEnv, File
@@ -142,16 +141,24 @@ def normalize_arcroot(arcroot: str | None) -> str:
     return "/".join(parts)
 
 
+def available_cores() -> int:
+    """Cores this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def parse_n_threads(n_threads: int | None) -> int:
-    """Worker threads: None means every core this process may use."""
+    """Worker threads: None or -1 means every core this process may use. More workers
+    than cores cannot go faster, but each holds its own compression buffers, so a larger
+    request is capped at the core count: memory stays bounded whatever ``-j`` says."""
+    cores = available_cores()
     if n_threads is None or n_threads == -1:
-        try:
-            return max(1, len(os.sched_getaffinity(0)))
-        except AttributeError:
-            return os.cpu_count() or 1
+        return cores
     if n_threads < 1:
         raise CondaPackException("n-threads must be >= 1, or -1 for all cores")
-    return n_threads
+    return min(n_threads, cores)
 
 
 _LEVELS = {
@@ -190,13 +197,53 @@ def source_date(prefix: str) -> int:
         return 0
 
 
-@dataclass
 class Plan:
-    """Archive entries for ``_core.ArchiveWriter.write``, with the file behind each."""
+    """The files to archive, in order, and the core's entry for each, made a chunk at a
+    time: a whole environment's entries at once would cost ~150 bytes per file in Python
+    and as much again in the core, for hundreds of thousands of files."""
 
-    entries: list = field(default_factory=list)
-    files: list = field(default_factory=list)
-    total_bytes: int = 0
+    #: Files per ``_core.ArchiveWriter.write`` call: small next to any environment, large
+    #: enough that the core's pipeline refills between calls are lost in the noise.
+    CHUNK = 8192
+
+    def __init__(self, env: CondaEnv, dest: str | None, files: list) -> None:
+        self.files = files
+        self.total_bytes = sum(f._size or 0 for f in files)
+        #: Entries replaced outright, by index (Windows files rewritten for --dest-prefix).
+        self.overrides: dict[int, tuple] = {}
+        self._layout = env._layout
+        self._prefix = env.prefix
+        self._prefix_b = os.fsencode(env.prefix)
+        self._dest_b = os.fsencode(dest) if dest is not None else None
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def entry(self, i: int) -> tuple:
+        """``(target, source, content, mode, mtime, size)`` of file ``i``: see ``_core.pyi``.
+        Runs once per file, so the common case (a plain copy) is kept inline."""
+        if i in self.overrides:
+            return self.overrides[i]
+        f = self.files[i]
+        target = f.target
+        size = f._size or 0
+        mode = None
+        if f.file_mode is None and not target.startswith("conda-meta/"):
+            content = size if f._check_size else None
+        else:
+            content = content_for(f, self._layout, self._prefix_b, self._dest_b)
+            if content == "conda-meta":
+                mode = 0o644
+        # A file at its place in this environment leaves the core to derive its source.
+        source = None if f._source is None and f._root == self._prefix else f.source
+        return (target, source, content, mode, None, size)
+
+    def chunks(self, size: int | None = None):
+        """``(first_index, entries)`` for consecutive runs of files."""
+        size = size or self.CHUNK
+        entry = self.entry
+        for start in range(0, len(self.files), size):
+            yield start, [entry(i) for i in range(start, min(start + size, len(self.files)))]
 
 
 def _restore_spec(f: File, layout: Layout, env_prefix: bytes) -> tuple:
@@ -231,37 +278,13 @@ def content_for(f: File, layout: Layout, env_prefix: bytes, dest: bytes | None):
 
 
 def plan_entries(env: CondaEnv, dest: str | None, replaced: set) -> Plan:
-    """One entry per file, in the env's (sorted) order; ``replaced`` targets are left out
-    because a generated file takes their place. Runs once per file of environments with
-    hundreds of thousands of them, so the common case (a plain copy) is kept inline."""
-    layout = env._layout
-    env_prefix = os.fsencode(env.prefix)
-    dest_b = os.fsencode(dest) if dest is not None else None
-    plan = Plan()
-    entries, files = plan.entries, plan.files
-    total = 0
-    for f in env.files:
-        target = f.target
-        if target in replaced:
-            continue
-        size = f._size or 0
-        mode = None
-        if f.file_mode is None and not target.startswith("conda-meta/"):
-            content = size if f._check_size else None
-        else:
-            content = content_for(f, layout, env_prefix, dest_b)
-            if content == "conda-meta":
-                mode = 0o644
-        # A file at its place in this environment leaves the core to derive its source.
-        if f._source is None and f._root == env.prefix:
-            source = None
-        else:
-            source = f.source
-        entries.append((target, source, content, mode, None, size))
-        files.append(f)
-        total += size
-    plan.total_bytes = total
-    return plan
+    """The env's files in its (sorted) order; ``replaced`` targets are left out because a
+    generated file takes their place."""
+    if replaced:
+        files = [f for f in env.files if f.target not in replaced]
+    else:
+        files = list(env.files)
+    return Plan(env, dest, files)
 
 
 def check_dest_room(env: CondaEnv, dest: str) -> None:

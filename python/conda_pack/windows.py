@@ -51,16 +51,16 @@ def rewrite_for_dest(plan: Plan, env: CondaEnv, dest: str) -> None:
     for i, f in enumerate(plan.files):
         if f.file_mode is None or is_conda_record(f):
             continue
-        target, source, _content, mode, mtime, size = plan.entries[i]
+        target, source, _content, mode, mtime, size = plan.entry(i)
         if os.path.islink(f.source):
-            plan.entries[i] = (target, source, None, mode, mtime, size)
+            plan.overrides[i] = (target, source, None, mode, mtime, size)
             continue
         data = _rewritten(f, env.prefix, dest_b)
         if data is None:
-            plan.entries[i] = (target, source, None, mode, mtime, size)
+            plan.overrides[i] = (target, source, None, mode, mtime, size)
             continue
         st = os.lstat(f.source)
-        plan.entries[i] = (
+        plan.overrides[i] = (
             target,
             data,
             None,

@@ -28,24 +28,28 @@ pub fn compress(level: u32, data: &[u8], last: bool) -> io::Result<Vec<u8>> {
     let zlib_level = level.min(9);
     thread_local! {
         // A compressor holds large match-finder tables: one per worker, not per block.
-        static COMPRESSOR: std::cell::RefCell<Option<(u32, libdeflater::Compressor)>> =
+        // The scratch output is sized for the worst case; what leaves the worker is an
+        // exact-size copy, so blocks waiting in the queue hold their real size only.
+        static COMPRESSOR: std::cell::RefCell<Option<(u32, libdeflater::Compressor, Vec<u8>)>> =
             const { std::cell::RefCell::new(None) };
     }
     let level = libdeflate_level(zlib_level);
     let mut out = COMPRESSOR.with(|cell| -> io::Result<Vec<u8>> {
         let mut slot = cell.borrow_mut();
-        if slot.as_ref().map(|(l, _)| *l) != Some(level) {
+        if slot.as_ref().map(|(l, _, _)| *l) != Some(level) {
             let lvl = libdeflater::CompressionLvl::new(level as i32)
                 .map_err(|_| io::Error::other("bad compression level"))?;
-            *slot = Some((level, libdeflater::Compressor::new(lvl)));
+            *slot = Some((level, libdeflater::Compressor::new(lvl), Vec::new()));
         }
-        let c = &mut slot.as_mut().expect("set above").1;
-        let mut out = vec![0u8; c.deflate_compress_bound(data.len()) + 8];
+        let (_, c, scratch) = slot.as_mut().expect("set above");
+        let bound = c.deflate_compress_bound(data.len()) + 8;
+        if scratch.len() < bound {
+            scratch.resize(bound, 0);
+        }
         let n = c
-            .deflate_compress(data, &mut out)
+            .deflate_compress(data, scratch)
             .map_err(io::Error::other)?;
-        out.truncate(n);
-        Ok(out)
+        Ok(scratch[..n].to_vec())
     })?;
     if last || make_nonfinal(&mut out).is_ok() {
         return Ok(out);
