@@ -53,6 +53,26 @@ def assert_runs_at(root: Path, python: bool = True) -> None:
     assert "E=1 s=1" in run([root / "bin" / "cp-hello-opts"]).stdout
 
 
+def assert_activates(root: Path) -> None:
+    """bin/activate in sh and bin/activate.fish in fish put the env first on PATH, run
+    its activate.d scripts, and deactivate restores both."""
+    d, path = str(root), "/usr/bin:/bin"
+    sh = (
+        f'. "{d}/bin/activate" && echo "$CONDA_PREFIX|$CONDAPACK_ACTIVATED|$(command -v cprog)"'
+        ' && deactivate && echo "${CONDA_PREFIX-unset}|${CONDAPACK_ACTIVATED-unset}|$PATH"'
+    )
+    fish = (
+        f'source "{d}/bin/activate.fish"; and echo "$CONDA_PREFIX|$CONDAPACK_ACTIVATED|"'
+        "(command -v cprog); and deactivate; and echo (set -q CONDA_PREFIX; and echo set;"
+        ' or echo unset)"|"(set -q CONDAPACK_ACTIVATED; and echo set; or echo unset)"|"'
+        '(string join : $PATH)'
+    )
+    want = [f"{d}|1|{d}/bin/cprog", f"unset|unset|{path}"]
+    env = {"PATH": path, "HOME": d}
+    assert run(["sh", "-c", sh], env=env).stdout.split() == want
+    assert run(["fish", "--no-config", "-c", fish], env=env).stdout.split() == want
+
+
 def expected_bytes(src: bytes, rel: str, records: dict, old: bytes, new: bytes) -> bytes:
     prefix = {r[0]: r[2] for r in records["prefix"]}
     shebang = {p: (exe, opts) for p, exe, opts in records["shebang"]}
@@ -116,6 +136,7 @@ def assert_manifest(env: Path, root: Path, records: dict, links_followed: bool =
 def test_roundtrip(full_env, tmp_path, long_dest, fmt):
     root, records = pack_and_unpack(full_env, fmt, tmp_path, long_dest)
     assert_runs_at(root)
+    assert_activates(root)
     assert_manifest(full_env, root, records, links_followed=fmt == "zip")
 
 

@@ -547,18 +547,34 @@ def unpack(root, verbose=False, threads=None):
     _INSIDE.clear()  # directories may have changed since an earlier call in this process
     changed = 0
     start = time.time()
-    workers = threads or min(32, (os.cpu_count() or 1) + 2)
+    workers = threads or min(8, (os.cpu_count() or 1) + 2)
+    # Jobs go to the workers in runs: a future per file would cost more in thread
+    # hand-offs than most files take to rewrite.
+    size = max(1, min(64, len(jobs) // (workers * 8)))
+    runs = [jobs[i : i + size] for i in range(0, len(jobs), size)]
+    rewrite = _rewrite_windows if ON_WINDOWS else _rewrite
+
+    def run(batch):
+        n = 0
+        for j in batch:
+            try:
+                n += rewrite(root, root_real, new_b, j, mapped)
+            except NoRoom as e:
+                return n, "conda-unpack: %s: %s" % (j.path, e)
+        return n, None
+
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
-        rewrite = _rewrite_windows if ON_WINDOWS else _rewrite
-        futures = [pool.submit(rewrite, root, root_real, new_b, j, mapped) for j in jobs]
-        for i, fut in enumerate(futures):
-            try:
-                changed += fut.result()
-            except NoRoom as e:
-                raise SystemExit("conda-unpack: %s: %s" % (jobs[i].path, e)) from None
-            if verbose and (i % 64 == 0 or i + 1 == len(futures)):
-                _progress(i + 1, len(futures), start)
+        futures = [pool.submit(run, batch) for batch in runs]
+        done = 0
+        for fut, batch in zip(futures, runs):
+            n, error = fut.result()
+            if error:
+                raise SystemExit(error)
+            changed += n
+            done += len(batch)
+            if verbose:
+                _progress(done, len(jobs), start)
     except BaseException:
         # Ctrl-C or an error: files being written are finished, the rest never started.
         if sys.version_info >= (3, 9):  # noqa: UP036 - this script runs on Python 3.6+
@@ -567,7 +583,7 @@ def unpack(root, verbose=False, threads=None):
             pool.shutdown(wait=True)
         raise
     pool.shutdown(wait=True)
-    if verbose and futures:
+    if verbose and jobs:
         sys.stdout.write("\n")
     tmp = state + ".tmp"
     with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
