@@ -59,13 +59,14 @@ def assert_activates(root: Path) -> None:
     d, path = str(root), "/usr/bin:/bin"
     sh = (
         f'. "{d}/bin/activate" && echo "$CONDA_PREFIX|$CONDAPACK_ACTIVATED|$(command -v cprog)"'
-        ' && deactivate && echo "${CONDA_PREFIX-unset}|${CONDAPACK_ACTIVATED-unset}|$PATH"'
+        f' && . "{d}/bin/deactivate"'
+        ' && echo "${CONDA_PREFIX-unset}|${CONDAPACK_ACTIVATED-unset}|$PATH"'
     )
     fish = (
         f'source "{d}/bin/activate.fish"; and echo "$CONDA_PREFIX|$CONDAPACK_ACTIVATED|"'
         "(command -v cprog); and deactivate; and echo (set -q CONDA_PREFIX; and echo set;"
         ' or echo unset)"|"(set -q CONDAPACK_ACTIVATED; and echo set; or echo unset)"|"'
-        '(string join : $PATH)'
+        "(string join : $PATH)"
     )
     want = [f"{d}|1|{d}/bin/cprog", f"unset|unset|{path}"]
     env = {"PATH": path, "HOME": d}
