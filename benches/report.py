@@ -261,6 +261,9 @@ def summary(data: dict, key: str) -> list[str]:
 
 
 # -- the document ----------------------------------------------------------------------------
+ANALYSIS = HERE / "ANALYSIS.md"
+
+
 def render(data: dict) -> str:
     meta = data["meta"]
     keys = sorted(data["envs"], key=float)
@@ -289,6 +292,9 @@ def render(data: dict) -> str:
     if big:
         lines += [f"## Summary ({big} GB env)", ""] + summary(data, big)
         lines += [f"## Targets ({big} GB env)", ""] + targets_table(targets(data, big, small))
+    if ANALYSIS.exists():
+        # Written by hand from profiles: kept in its own file so re-rendering keeps it.
+        lines += [ANALYSIS.read_text().rstrip(), ""]
     for key in reversed(keys):
         env = data["envs"][key]
         lines += [
