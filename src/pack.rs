@@ -217,11 +217,6 @@ impl Packer {
         })
     }
 
-    /// The environment being packed.
-    pub fn prefix(&self) -> &Path {
-        &self.opts.prefix
-    }
-
     /// Complete the archive.
     pub fn finish(&mut self) -> Result<()> {
         match self.sink.archive.take() {

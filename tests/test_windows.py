@@ -120,6 +120,21 @@ def no_placeholder_left(root: Path) -> None:
 
 
 # -- the environment the factory made --------------------------------------------------------
+def winlib_env_bat(fwd: str) -> bytes:
+    """winlib's .bat relocated to ``fwd``: every spelling of the prefix becomes ``fwd``;
+    the CRLF line endings and the quoted interpreter stay as they were."""
+    return (
+        "@echo off\r\n"
+        f'set "WINLIB_HOME={fwd}\\Library"\r\n'
+        f'set "WINLIB_DATA={fwd}/Library/share/winlib"\r\n'
+        f'"{fwd}\\python.exe" -c "print(1)"\r\n'
+    ).encode()
+
+
+def qt_conf(fwd: str) -> str:
+    return f"[Paths]\nPrefix = {fwd}/Library\nBinaries = {fwd}/Library/bin\n"
+
+
 def test_factory_makes_a_real_win64_environment(win_env):
     recs = records(win_env)
     assert recs["python"]["subdir"] == recs["winlib"]["subdir"] == "win-64"
@@ -255,17 +270,10 @@ def test_unpack_applies_every_windows_rule(win_archive, tmp_path, new):
     # Every spelling of the build prefix became the new prefix with forward slashes (#141);
     # line endings stay as they were.
     # The quoted interpreter in a .bat needs no more quotes.
-    assert (root / "Library/bin/winlib-env.bat").read_bytes() == (
-        "@echo off\r\n"
-        f'set "WINLIB_HOME={fwd}\\Library"\r\n'
-        f'set "WINLIB_DATA={fwd}/Library/share/winlib"\r\n'
-        f'"{fwd}\\python.exe" -c "print(1)"\r\n'
-    ).encode()
+    assert (root / "Library/bin/winlib-env.bat").read_bytes() == winlib_env_bat(fwd)
     cfg = f"[paths]\nhome = {fwd}\\Library\ndata = {fwd}/Library/share/winlib\n"
     assert (root / "Library/share/winlib/winlib.cfg").read_text() == cfg
-    assert (root / "Library/bin/qt.conf").read_text() == (
-        f"[Paths]\nPrefix = {fwd}/Library\nBinaries = {fwd}/Library/bin\n"
-    )
+    assert (root / "Library/bin/qt.conf").read_text() == qt_conf(fwd)
     # A path inside a Python string literal stays a valid, unescaped string.
     source = (root / "Lib/site-packages/winlib_paths.py").read_text()
     assert source.startswith(f'PREFIX = "{fwd}"\nDATA = PREFIX + "/Library/share/winlib"\n')
@@ -448,15 +456,8 @@ def test_dest_prefix_uses_the_windows_rules(win_env, tmp_path, dest, written):
     assert not (root / "Scripts/conda-unpack.exe").exists()
     assert not (root / "Scripts/conda-unpack-script.py").exists()
     assert (root / "Scripts/activate.bat").is_file() and not (root / "bin").exists()
-    assert (root / "Library/bin/qt.conf").read_text() == (
-        f"[Paths]\nPrefix = {fwd}/Library\nBinaries = {fwd}/Library/bin\n"
-    )
-    assert (root / "Library/bin/winlib-env.bat").read_bytes() == (
-        "@echo off\r\n"
-        f'set "WINLIB_HOME={fwd}\\Library"\r\n'
-        f'set "WINLIB_DATA={fwd}/Library/share/winlib"\r\n'
-        f'"{fwd}\\python.exe" -c "print(1)"\r\n'
-    ).encode()
+    assert (root / "Library/bin/qt.conf").read_text() == qt_conf(fwd)
+    assert (root / "Library/bin/winlib-env.bat").read_bytes() == winlib_env_bat(fwd)
     assert (root / "Library/etc/winlib-long.ini").read_text() == (
         f"root = {fwd}\\Library\nroot_forward = {fwd}/Library\n"
         "other = \\\\?\\C:\\Windows\\System32\n"
@@ -593,9 +594,7 @@ def test_launcher_runs_the_script_under_wine(wine, win_archive, tmp_path):
     argv, out = run_launcher(wine, root, "--new-prefix", LONGER)
     assert argv[2:] == ["--new-prefix", LONGER] and out == ""
     fwd = LONGER.replace("\\", "/")
-    assert (root / "Library/bin/qt.conf").read_text() == (
-        f"[Paths]\nPrefix = {fwd}/Library\nBinaries = {fwd}/Library/bin\n"
-    )
+    assert (root / "Library/bin/qt.conf").read_text() == qt_conf(fwd)
     tool = (root / "Scripts/winlib-tool.exe").read_bytes()
     assert launcher_shebang(tool) == f'#!"{LONGER}\\python.exe"\r\n'.encode()
     no_placeholder_left(root)

@@ -3,17 +3,10 @@
 //! restores the input.
 #![no_main]
 
-use arbitrary::Arbitrary;
-use conda_pack_core_fuzz::{assemble, chunked, model_cstrings, occurrences, prefix, Mode, Piece};
+use conda_pack_core_fuzz::{
+    assemble, chunked, model_cstrings, occurrences, prefix, Mode, ReplaceInput,
+};
 use libfuzzer_sys::fuzz_target;
-
-#[derive(Arbitrary, Debug)]
-struct Input {
-    old: Vec<u8>,
-    new: Vec<u8>,
-    pieces: Vec<Piece>,
-    chunks: Vec<u8>,
-}
 
 /// Where the `new`s land: C strings keep their place, and inside one every earlier
 /// replacement moved the later ones by the length difference.
@@ -32,8 +25,8 @@ fn placed(data: &[u8], old: &[u8], new: &[u8]) -> Vec<usize> {
     put
 }
 
-fuzz_target!(|input: Input| {
-    let Input {
+fuzz_target!(|input: ReplaceInput| {
+    let ReplaceInput {
         old,
         new,
         pieces,

@@ -2,20 +2,13 @@
 //! chunks, with the streaming progress guarantee and the A -> B -> A round trip.
 #![no_main]
 
-use arbitrary::Arbitrary;
-use conda_pack_core_fuzz::{assemble, chunked, model_text, occurrences, prefix, Mode, Piece};
+use conda_pack_core_fuzz::{
+    assemble, chunked, model_text, occurrences, prefix, Mode, ReplaceInput,
+};
 use libfuzzer_sys::fuzz_target;
 
-#[derive(Arbitrary, Debug)]
-struct Input {
-    old: Vec<u8>,
-    new: Vec<u8>,
-    pieces: Vec<Piece>,
-    chunks: Vec<u8>,
-}
-
-fuzz_target!(|input: Input| {
-    let Input {
+fuzz_target!(|input: ReplaceInput| {
+    let ReplaceInput {
         old,
         new,
         pieces,

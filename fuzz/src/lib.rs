@@ -117,6 +117,16 @@ pub fn chunked(
     }
 }
 
+/// The input of both replacement targets: a prefix and its replacement, a file assembled
+/// from pieces, and the chunk sizes to stream it in.
+#[derive(arbitrary::Arbitrary, Debug)]
+pub struct ReplaceInput {
+    pub old: Vec<u8>,
+    pub new: Vec<u8>,
+    pub pieces: Vec<Piece>,
+    pub chunks: Vec<u8>,
+}
+
 /// A file to fuzz, built from pieces so that the prefixes and NUL runs the rules are about
 /// turn up far more often than in random bytes.
 #[derive(arbitrary::Arbitrary, Debug)]

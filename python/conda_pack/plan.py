@@ -238,12 +238,11 @@ class Plan:
         source = None if f._source is None and f._root == self._prefix else f.source
         return (target, source, content, mode, None, size)
 
-    def chunks(self, size: int | None = None):
-        """``(first_index, entries)`` for consecutive runs of files."""
-        size = size or self.CHUNK
-        entry = self.entry
-        for start in range(0, len(self.files), size):
-            yield start, [entry(i) for i in range(start, min(start + size, len(self.files)))]
+    def chunks(self):
+        """``(first_index, entries)`` for consecutive runs of ``CHUNK`` files."""
+        n, size, entry = len(self.files), self.CHUNK, self.entry
+        for start in range(0, n, size):
+            yield start, [entry(i) for i in range(start, min(start + size, n))]
 
 
 def _restore_spec(f: File, layout: Layout, env_prefix: bytes) -> tuple:
@@ -280,11 +279,7 @@ def content_for(f: File, layout: Layout, env_prefix: bytes, dest: bytes | None):
 def plan_entries(env: CondaEnv, dest: str | None, replaced: set) -> Plan:
     """The env's files in its (sorted) order; ``replaced`` targets are left out because a
     generated file takes their place."""
-    if replaced:
-        files = [f for f in env.files if f.target not in replaced]
-    else:
-        files = list(env.files)
-    return Plan(env, dest, files)
+    return Plan(env, dest, [f for f in env.files if f.target not in replaced])
 
 
 def check_dest_room(env: CondaEnv, dest: str) -> None:
