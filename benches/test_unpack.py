@@ -1,5 +1,8 @@
 """Unpacking: each tool's default tar.gz, extracted with ``tar -xzf`` into a fresh directory,
 then that archive's own ``bin/conda-unpack`` run there (ours vs 0.9.2's), timed separately.
+Between the two, ``sync`` (untimed) writes the extracted gigabytes out: otherwise whichever
+conda-unpack runs next pays for the writeback of the extraction before it, and the times
+measure the disk, not the tool.
 
 ``conda-unpack`` runs the way the docs say, with the unpacked env's ``bin`` first on ``PATH``
 (as after ``source bin/activate``): both scripts then run on the env's own Python.
@@ -40,6 +43,7 @@ def test_unpack(benchmark, scale_env, ours, cp092, workdir, results, rounds, sys
         dest(name).mkdir(parents=True)
         run = measure(["tar", "-xzf", str(archives[name]), "-C", str(dest(name))])
         record[name]["extract"].append(run.as_dict())
+        subprocess.run(["sync"], check=True)
 
     def unpack(name: str) -> None:
         env = dict(os.environ, PATH=f"{dest(name) / 'bin'}{os.pathsep}{os.environ['PATH']}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import runpy
+import shutil
 import stat
 from pathlib import Path
 
@@ -148,3 +149,44 @@ def test_binary_changed_since_packing_is_rewritten_whole(archive, tmp_path):
     out = path.read_bytes()
     assert len(out) == len(data)
     assert out.count(str(root).encode()) >= len(offsets) - 1
+
+
+def _unpack_with(root: Path, workers: int, verbose: bool = False) -> str:
+    """Run the real script's ``unpack`` with ``workers`` processes; returns its stdout."""
+    code = (
+        "import runpy, sys; g = runpy.run_path(sys.argv[1], run_name='x')['unpack'].__globals__;"
+        "print('changed', g['unpack'](sys.argv[2], verbose=%r, workers=%d))" % (verbose, workers)
+    )
+    return run([root / "bin" / "python", "-c", code, root / "bin" / "conda-unpack", root]).stdout
+
+
+def test_worker_processes_give_the_same_result_as_one(archive, tmp_path):
+    """Large environments are shared among worker processes (more than 256 records per
+    core); the result must not depend on how the files were shared."""
+    root = extract(archive, tmp_path / "env", "tar.gz")
+    out = _unpack_with(root, workers=3, verbose=True)
+    assert "100%" in out
+    forked = tree(root)
+    changed = out.split()[-1]
+    assert run([root / "bin" / "cprog"]).stdout.split() == ["exe=%s" % root, "lib=%s" % root]
+    shutil.rmtree(root)
+    root = extract(archive, tmp_path / "env", "tar.gz")
+    assert _unpack_with(root, workers=1).split()[-1] == changed
+    assert tree(root) == forked
+
+
+def test_a_worker_process_failure_is_one_line_and_exit_1(archive, tmp_path):
+    root = extract(archive, tmp_path / "env", "tar.gz")
+    conf = root / "etc" / "cprog.conf"
+    conf.unlink()
+    conf.mkdir()  # a recorded file that cannot be read, whoever runs the test
+    code = (
+        "import runpy, sys; g = runpy.run_path(sys.argv[1], run_name='x')['unpack'];"
+        "g.__globals__['unpack'](sys.argv[2], workers=2)"
+    )
+    proc = run(
+        [root / "bin" / "python", "-c", code, root / "bin" / "conda-unpack", root], check=False
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == ["conda-unpack: etc/cprog.conf: Is a directory"]
+    assert not (root / "conda-meta" / ".conda-unpack-prefix").exists()

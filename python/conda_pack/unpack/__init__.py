@@ -24,15 +24,17 @@ __all__ = [
 
 # conda-unpack is Python; this prelude, a no-op string to Python, lets `sh` find an
 # interpreter for it: the environment's own first (it runs before relocation), then any
-# Python 3 on PATH, so the archive needs nothing installed on the target.
+# Python 3 on PATH, so the archive needs nothing installed on the target. -I -S: it needs
+# only the standard library, so neither PYTHON* variables nor the site-packages' .pth files
+# (slow to process, and possibly broken before relocation) can get in its way.
 _SH_PRELUDE = """\
 #!/bin/sh
 ''':'
 case $0 in */*) bin=${0%/*} ;; *) bin=. ;; esac
 bin=$(CDPATH= cd -- "$bin" && pwd) || exit 1
 for py in "$bin/python3" "$bin/python" python3 python; do
-    if "$py" -c 'import sys; sys.exit(sys.version_info < (3, 6))' >/dev/null 2>&1; then
-        exec "$py" "$0" "$@"
+    if "$py" -I -S -c 'import sys; sys.exit(sys.version_info < (3, 6))' >/dev/null 2>&1; then
+        exec "$py" -I -S "$0" "$@"
     fi
 done
 echo "conda-unpack: no Python 3.6+ found (tried $bin/python3, $bin/python and PATH)" >&2
