@@ -39,6 +39,11 @@ pub struct Restore {
     /// The pristine copy in the package cache, used when restoring fails on an unmodified
     /// file.
     pub cache: Option<PathBuf>,
+    /// Restore only to verify, then archive the installed bytes (text files): conda-unpack
+    /// then has nothing to do for them at the same path, and only grows them at a longer
+    /// one, where from the placeholder it would shrink every one (a truncate costs ~0.1 ms
+    /// on ext4, more than the rest of the file's relocation).
+    pub verify_only: bool,
 }
 
 /// What Python wants done with one file's bytes.
@@ -59,6 +64,8 @@ pub struct ContentSpec {
 pub enum Outcome {
     /// The installed file with the placeholder restored and verified.
     Restored,
+    /// The installed file unchanged, after restoring the placeholder verified it.
+    Verified,
     /// The package cache's copy (restoring failed; the file is unmodified).
     Cached,
     /// The installed file unchanged (restoring failed and no usable cache copy).
@@ -183,6 +190,11 @@ pub fn prepare(
             new: r.placeholder.clone(),
         };
         match try_restore(&env, size, restore, r) {
+            // Unless the placeholder itself is in the file (a user's own File naming its
+            // build prefix): only the restored bytes relocate that.
+            Ok(_) if r.verify_only && env.measure(Probe::find(&r.placeholder))?.count == 0 => {
+                report.outcome = Some(Outcome::Verified)
+            }
             Ok(restored) => {
                 mat = restored;
                 current = r.placeholder.clone();

@@ -193,7 +193,7 @@ fn hex32(s: Option<String>) -> PyResult<Option<[u8; 32]>> {
     Ok(Some(out))
 }
 
-/// `(mode, env_prefix, placeholder, size, sha256, sha256_in_prefix, cache_path)`
+/// `(mode, env_prefix, placeholder, size, sha256, sha256_in_prefix, cache_path, verify_only)`
 type RestoreArg = (
     String,
     Vec<u8>,
@@ -202,6 +202,7 @@ type RestoreArg = (
     Option<String>,
     Option<String>,
     Option<PathBuf>,
+    bool,
 );
 /// `(restore, probe_prefix, dest_prefix, shebang)`
 type SpecArg = (Option<RestoreArg>, Option<Vec<u8>>, Option<Vec<u8>>, bool);
@@ -210,15 +211,18 @@ fn spec_arg(spec: SpecArg) -> PyResult<ContentSpec> {
     let (restore, probe, dest, shebang) = spec;
     let restore = match restore {
         None => None,
-        Some((mode, env_prefix, placeholder, size, sha, sha_in, cache)) => Some(Restore {
-            mode: mode_arg(&mode)?,
-            env_prefix,
-            placeholder,
-            size,
-            sha256: hex32(sha)?,
-            sha256_in_prefix: hex32(sha_in)?,
-            cache,
-        }),
+        Some((mode, env_prefix, placeholder, size, sha, sha_in, cache, verify_only)) => {
+            Some(Restore {
+                mode: mode_arg(&mode)?,
+                env_prefix,
+                placeholder,
+                size,
+                sha256: hex32(sha)?,
+                sha256_in_prefix: hex32(sha_in)?,
+                cache,
+                verify_only,
+            })
+        }
     };
     Ok(ContentSpec {
         restore,
@@ -283,6 +287,7 @@ type ReportTuple = (
 fn report_tuple(r: Report) -> ReportTuple {
     let outcome = r.outcome.map(|o| match o {
         Outcome::Restored => "restored",
+        Outcome::Verified => "verified",
         Outcome::Cached => "cached",
         Outcome::AsIs => "as-is",
     });

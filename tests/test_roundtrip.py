@@ -4,6 +4,7 @@ source environment holds, except the recorded prefix rewrites."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import os
@@ -166,16 +167,28 @@ def test_unpack_again_after_moving(full_env, tmp_path, long_dest):
 
 
 def test_archived_files_hold_the_placeholder(full_env, tmp_path):
-    """Files with a prefix are packed as the package shipped them: placeholder restored and
-    verified by sha256, so binaries relocate to any path the placeholder had room for."""
+    """Binary files with a prefix are packed as the package shipped them: placeholder
+    restored and verified by sha256, so they relocate to any path the placeholder had room
+    for. Text files are verified the same way but archived as installed: conda-unpack then
+    rewrites them only where the environment moved, and grows rather than shrinks them."""
     out = tmp_path / "env.tar"
     conda_pack("-p", full_env, "-o", out, "-q")
     root = extract(out, tmp_path / "x", "tar")
-    checked = 0
+    checked = {"binary": 0, "text": 0}
     for record in (full_env / "conda-meta").glob("*.json"):
         for p in json.loads(record.read_text())["paths_data"]["paths"]:
-            if p.get("prefix_placeholder") and not p["_path"].startswith("bin/"):
+            if not p.get("prefix_placeholder") or p["_path"].startswith("bin/"):
+                continue
+            mode = p.get("file_mode", "text")
+            archived = (root / p["_path"]).read_bytes()
+            if mode == "binary":
                 assert sha256(root / p["_path"]) == p["sha256"], p["_path"]
-                checked += 1
-    assert checked >= 5
+            else:
+                assert archived == (full_env / p["_path"]).read_bytes(), p["_path"]
+                restored = archived.replace(
+                    os.fsencode(str(full_env)), p["prefix_placeholder"].encode()
+                )
+                assert hashlib.sha256(restored).hexdigest() == p["sha256"], p["_path"]
+            checked[mode] += 1
+    assert checked["binary"] >= 2 and checked["text"] >= 2, checked
     assert os.fsencode(str(full_env)) not in (root / "bin" / "cprog").read_bytes()

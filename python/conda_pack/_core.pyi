@@ -35,7 +35,16 @@ def format_shebang(prefix: bytes, exe: bytes, options: bytes) -> bytes:
 def parse_shebang(data: bytes) -> tuple[bytes, bytes] | None:
     """``(interpreter, options)`` of data's shebang line, or None."""
 
-RestoreArg = tuple[str, bytes, bytes, int | None, str | None, str | None, str | None]
+RestoreArg = tuple[
+    str,  # mode: text or binary
+    bytes,  # the environment's prefix
+    bytes,  # the package's placeholder
+    int | None,  # the package file's size
+    str | None,  # its sha256
+    str | None,  # sha256 of the file as installed
+    str | None,  # the package cache's copy
+    bool,  # restore only to verify; archive the installed bytes
+]
 SpecArg = tuple[RestoreArg | None, bytes | None, bytes | None, bool]
 Entry = tuple[
     str,  # target inside the environment
@@ -46,7 +55,7 @@ Entry = tuple[
     int | None,  # size from the scan
 ]
 Report = tuple[
-    str | None,  # outcome: restored, cached, as-is
+    str | None,  # outcome: restored, verified, cached, as-is
     str | None,  # why restoring failed
     bool | None,  # modified since install
     bool,  # binary

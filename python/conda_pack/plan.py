@@ -245,7 +245,7 @@ class Plan:
             yield start, [entry(i) for i in range(start, min(start + size, n))]
 
 
-def _restore_spec(f: File, layout: Layout, env_prefix: bytes) -> tuple:
+def _restore_spec(f: File, layout: Layout, env_prefix: bytes, dest: bytes | None) -> tuple:
     rec = f._record
     size = sha = sha_in = cache = None
     if rec is not None:
@@ -253,7 +253,12 @@ def _restore_spec(f: File, layout: Layout, env_prefix: bytes) -> tuple:
         pkg = f._package
         if pkg is not None and pkg.link_source:
             cache = os.path.join(pkg.link_source, package_path(f.target, pkg, layout))
-    return (f.file_mode, env_prefix, os.fsencode(f.prefix_placeholder), size, sha, sha_in, cache)
+    # A text file is archived as installed once restoring verified it: at a path as long
+    # as the environment's or longer, conda-unpack never has to shrink it. Windows files
+    # keep the placeholder, whose spelling conda-unpack's Windows rules know.
+    verify_only = f.file_mode == "text" and not layout.windows and dest is None
+    placeholder = os.fsencode(f.prefix_placeholder)
+    return (f.file_mode, env_prefix, placeholder, size, sha, sha_in, cache, verify_only)
 
 
 def is_conda_record(f: File) -> bool:
@@ -272,7 +277,7 @@ def content_for(f: File, layout: Layout, env_prefix: bytes, dest: bytes | None):
         raise CondaPackException("unknown file_mode %r for %s" % (f.file_mode, f.target))
     shebang = not layout.windows and f.target.startswith(layout.bin_dir + "/")
     if f.file_mode != "unknown" and f.prefix_placeholder:
-        return (_restore_spec(f, layout, env_prefix), None, dest, shebang)
+        return (_restore_spec(f, layout, env_prefix, dest), None, dest, shebang)
     return (None, env_prefix, dest, shebang)
 
 

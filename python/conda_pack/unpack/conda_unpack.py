@@ -470,26 +470,37 @@ def _patch_in_place(path, old, new, offsets):
     return True
 
 
-def _write_in_place(path, new, old_size):
+def _overwrite(fd, new, old_size):
     """Overwrite a file's bytes where they are: far cheaper than creating and renaming a
     file. Each file is written by one worker that always finishes it, so an interrupted
-    run leaves every file old or new; False if the file cannot be opened for writing."""
-    try:
-        fd = os.open(path, os.O_WRONLY)
-    except OSError as e:
-        if e.errno in (errno.ETXTBSY, errno.EACCES, errno.EPERM):
-            return False
-        raise
-    try:
-        view = memoryview(new)
-        done = 0
-        while done < len(new):
-            done += os.pwrite(fd, view[done:], done)
-        if len(new) < old_size:
-            os.ftruncate(fd, len(new))
-    finally:
-        os.close(fd)
-    return True
+    run leaves every file old or new."""
+    view = memoryview(new)
+    done = 0
+    while done < len(new):
+        done += os.pwrite(fd, view[done:], done)
+    if len(new) < old_size:
+        os.ftruncate(fd, len(new))
+
+
+def _open_for_rewrite(path, busy):
+    """``(fd, writable)``: the file opened for reading and, unless it is a running program,
+    mapped here, or not writable, for writing in place too (one open instead of two)."""
+    if not busy:
+        try:
+            return os.open(path, os.O_RDWR), True
+        except OSError as e:
+            if e.errno not in (errno.ETXTBSY, errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+    return os.open(path, os.O_RDONLY), False
+
+
+def _relocated(data, job, new_prefix):
+    new = data
+    if job.mode is not None and job.old != new_prefix:
+        new = replace_prefix(new, job.mode, job.old, new_prefix)
+    if job.shebang is not None:
+        new = fix_shebang(new, new_prefix, job.shebang[0], job.shebang[1])
+    return new
 
 
 def _rewrite(root, root_real, new_prefix, job, mapped=frozenset()):
@@ -506,20 +517,18 @@ def _rewrite(root, root_real, new_prefix, job, mapped=frozenset()):
             return False
         if _patch_in_place(path, job.old, new_prefix, job.offsets):
             return True
-    fd = os.open(path, os.O_RDONLY)
+    fd, writable = _open_for_rewrite(path, busy)
     try:
         data = _read_all(fd, st.st_size)
+        new = _relocated(data, job, new_prefix)
+        if new == data:
+            return False
+        if writable:
+            _overwrite(fd, new, len(data))
+            return True
     finally:
         os.close(fd)
-    new = data
-    if job.mode is not None and job.old != new_prefix:
-        new = replace_prefix(new, job.mode, job.old, new_prefix)
-    if job.shebang is not None:
-        new = fix_shebang(new, new_prefix, job.shebang[0], job.shebang[1])
-    if new == data:
-        return False
-    if busy or not _write_in_place(path, new, len(data)):
-        _write_atomic(path, new, st)
+    _write_atomic(path, new, st)
     return True
 
 
