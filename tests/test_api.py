@@ -431,3 +431,21 @@ def test_plan_is_written_in_chunks(full_env, outdir, monkeypatch):
     files_total = seen[-1][0]
     assert files_total > 37 * 3
     assert counts[-1][0] == files_total
+
+
+def test_a_late_chunk_that_cannot_be_planned_fails_the_pack_and_leaves_nothing(
+    nopython_env, tmp_path, outdir, monkeypatch
+):
+    """Chunks are planned while the core writes the one before: an error planning the
+    last one still ends the pack with the error and no archive."""
+    from conda_pack.plan import Plan
+
+    monkeypatch.setattr(Plan, "CHUNK", 3)
+    env = CondaEnv.from_prefix(str(nopython_env))
+    odd = tmp_path / "odd.conf"
+    odd.write_text("x\n")
+    bad = File(str(odd), "zz/odd.conf", False, "sideways", "/p")
+    mine = CondaEnv(env.prefix, [*env, bad])
+    with pytest.raises(CondaPackException, match="unknown file_mode 'sideways' for zz/odd.conf"):
+        mine.pack(output=str(outdir / "env.tar"))
+    assert list(outdir.iterdir()) == []
