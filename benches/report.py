@@ -262,6 +262,32 @@ def summary(data: dict, key: str) -> list[str]:
 
 # -- the document ----------------------------------------------------------------------------
 ANALYSIS = HERE / "ANALYSIS.md"
+#: Later runs of some benchmarks (``BENCH_RESULTS=benches/rerun-NAME.json python -m pytest
+#: benches --benchmark-only -k NAME``): their sections replace the full run's.
+RERUNS = "rerun-*.json"
+
+
+def merge_reruns(data: dict, folder: Path) -> dict:
+    """``data`` with the sections of every later re-run in ``folder`` laid over it, each
+    re-run noted in ``meta["reruns"]``."""
+    data["meta"].setdefault("reruns", [])
+    for path in sorted(folder.glob(RERUNS)):
+        rerun = json.loads(path.read_text())
+        if rerun["meta"]["started"] <= data["meta"]["started"]:
+            continue  # older than the full run: a fresh `make bench` supersedes it
+        replaced = []
+        for section in ("pack", "unpack", "scan"):
+            for key, value in rerun.get(section, {}).items():
+                data[section][key] = value
+                replaced.append(f"{section} {key} GB")
+        data["envs"].update(rerun.get("envs", {}))
+        meta = rerun["meta"]
+        data["meta"]["reruns"].append(
+            f"`{path.name}`: {', '.join(replaced)}, run {meta['started']} to "
+            f"{meta.get('finished', '(unfinished)')} at commit {meta['git_commit']} "
+            f"(settings {' '.join(f'{k}={v}' for k, v in meta['settings'].items())})"
+        )
+    return data
 
 
 def render(data: dict) -> str:
@@ -285,6 +311,7 @@ def render(data: dict) -> str:
         f"{meta['ours_extension']}; run from a snapshot of the installed package taken at "
         f"the start (`{meta['ours_snapshot']}`, launcher `bin/conda-pack`)",
         "- Others: " + "; ".join(f"{k}: {v}" for k, v in meta["tools"].items()),
+        *(f"- Re-run, replacing the full run's figures: {r}" for r in meta.get("reruns", [])),
         "",
         METHOD.format(rounds=meta["settings"]["BENCH_ROUNDS"]).replace("\n", " ").strip(),
         "",
@@ -320,7 +347,7 @@ def fmt_load(values: list[float] | None) -> str:
 
 
 def write(results: Path, out: Path) -> None:
-    out.write_text(render(json.loads(results.read_text())))
+    out.write_text(render(merge_reruns(json.loads(results.read_text()), results.parent)))
 
 
 if __name__ == "__main__":
