@@ -444,27 +444,25 @@ def _chunks_ahead(plan) -> Iterator[tuple[int, list]]:
     stop = threading.Event()
     done = object()
 
-    def produce() -> None:
-        item: object = done
-        try:
-            for item in plan.chunks():
-                while not stop.is_set():
-                    try:
-                        ready.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            item = done
-        except BaseException as e:  # handed to the consumer, raised there
-            item = e
+    def offer(item: object) -> bool:
+        """Hand ``item`` over unless the consumer has stopped; False if it has."""
         while not stop.is_set():
             try:
                 ready.put(item, timeout=0.1)
-                return
+                return True
             except queue.Full:
                 continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in plan.chunks():
+                if not offer(item):
+                    return
+        except BaseException as e:  # handed to the consumer, raised there
+            offer(e)
+            return
+        offer(done)
 
     worker = threading.Thread(target=produce, name="conda-pack-plan", daemon=True)
     worker.start()
