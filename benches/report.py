@@ -278,8 +278,12 @@ def merge_reruns(data: dict, folder: Path) -> dict:
         replaced = []
         for section in ("pack", "unpack", "scan"):
             for key, value in rerun.get(section, {}).items():
-                data[section][key] = value
-                replaced.append(f"{section} {key} GB")
+                if section == "pack":  # by format: a re-run may cover only some
+                    data[section].setdefault(key, {}).update(value)
+                    replaced += [f"{fmt} {key} GB" for fmt in value]
+                else:
+                    data[section][key] = value
+                    replaced.append(f"{section} {key} GB")
         data["envs"].update(rerun.get("envs", {}))
         meta = rerun["meta"]
         data["meta"]["reruns"].append(
