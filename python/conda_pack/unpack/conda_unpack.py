@@ -619,6 +619,8 @@ def _forked(jobs, rewrite, progress, workers):
     sys.stdout.flush()
     sys.stderr.flush()
     children = {}  # read end of its pipe -> pid
+    changed = 0
+    errors = []
     try:
         for k in range(workers):
             r, w = os.pipe()
@@ -628,14 +630,7 @@ def _forked(jobs, rewrite, progress, workers):
                 _child(jobs[k::workers], rewrite, w)
             os.close(w)
             children[r] = pid
-    except BaseException:
-        for pid in children.values():
-            os.kill(pid, 2)
-        raise
-    changed = 0
-    errors = []
-    pending = dict.fromkeys(children, b"")
-    try:
+        pending = dict.fromkeys(children, b"")
         while pending:
             ready, _, _ = select.select(list(pending), [], [])
             for r in ready:
@@ -653,9 +648,10 @@ def _forked(jobs, rewrite, progress, workers):
                         changed += int(n)
                         progress.add(int(done))
     except BaseException:
+        # Ctrl-C, or a fork that failed: the workers started finish the file in hand.
         for pid in children.values():
             try:
-                os.kill(pid, 2)  # they finish the file in hand, then stop
+                os.kill(pid, 2)
             except OSError:
                 pass
         raise
