@@ -358,7 +358,7 @@ impl ArchiveWriter {
         };
         let archive: Box<dyn archive::Archive> = match (format, comp) {
             ("zip", _) => {
-                let file = std::fs::File::create(&path).map_err(io)?;
+                let file = archive::create_output(&path).map_err(io)?;
                 let lvl = level.clamp(0, 9) as u32;
                 Box::new(ZipArchive::new(
                     file,
@@ -373,7 +373,7 @@ impl ArchiveWriter {
                 DirArchive::new(&path, format == "dir-linked", mtime).map_err(|e| to_py(py, e))?,
             ),
             (_, Some(c)) => {
-                let file = std::fs::File::create(&path).map_err(io)?;
+                let file = archive::create_output(&path).map_err(io)?;
                 let enc = archive::Encoder::new(file, c, threads).map_err(io)?;
                 Box::new(TarArchive::new(enc, &path))
             }

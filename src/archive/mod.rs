@@ -43,3 +43,19 @@ pub trait Archive: Send {
     /// Complete the archive; on error nothing more is written.
     fn finish(self: Box<Self>) -> Result<()>;
 }
+
+/// Open the archive file for writing, emptied but not through `O_TRUNC` when it is already
+/// empty (the usual case: Python stages output in a fresh temporary file). On ext4 a
+/// truncating open marks the file for "replace via truncate" and its close then forces
+/// block allocation for everything written: measured 1.5 s of a 12 s plain tar of 3 GB.
+pub fn create_output(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    if file.metadata()?.len() > 0 {
+        file.set_len(0)?;
+    }
+    Ok(file)
+}
