@@ -11,7 +11,9 @@ use crate::meta::{self, PathEntry, Record};
 use crate::scan::{self, Found, Kind};
 use rayon::prelude::*;
 use std::collections::HashMap;
+use std::collections::HashSet;
 use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -55,6 +57,9 @@ pub struct EnvIndex {
     pub entries: Vec<Entry>,
     pub windows: bool,
     pub python_version: Option<String>,
+    /// Inodes of regular files found under more than one name in the environment, sorted:
+    /// the only ones the packer must remember to store hard links.
+    pub shared_inodes: Vec<u64>,
 }
 
 /// Where noarch: python files land (conda's layout rule).
@@ -104,15 +109,44 @@ pub fn index(prefix: &Path, skip_top: &[OsString]) -> Result<EnvIndex> {
         }),
         bin_dir: if windows { "Scripts" } else { "bin" },
     };
+    let shared_inodes = shared_inodes(&found);
     let mut packages = resolve_placeholders(records, &layout);
-    let entries = join(prefix, &mut packages, found);
+    let mut entries = join(prefix, &mut packages, found);
+    // In archive order (bytewise, as Python orders str), records' order kept among
+    // duplicates: Python then walks and keeps entries without sorting or copying them.
+    entries.sort_by(|a, b| {
+        a.path
+            .as_os_str()
+            .as_bytes()
+            .cmp(b.path.as_os_str().as_bytes())
+    });
     crate::memory::release_freed();
     Ok(EnvIndex {
         entries,
         packages,
         windows,
         python_version,
+        shared_inodes,
     })
+}
+
+/// Files installed from a package cache are hard links to it, so most have several links;
+/// what matters is which inodes occur twice *here*. Remembering every linked file's path
+/// instead cost ~100 bytes per file while packing.
+fn shared_inodes(found: &[Found]) -> Vec<u64> {
+    let mut inos: Vec<u64> = found
+        .iter()
+        .filter(|f| f.kind == Kind::File)
+        .map(|f| f.ino)
+        .collect();
+    inos.sort_unstable();
+    let mut shared: Vec<u64> = inos
+        .windows(2)
+        .filter(|w| w[0] == w[1])
+        .map(|w| w[0])
+        .collect();
+    shared.dedup();
+    shared
 }
 
 /// Fill in placeholders from the package cache where conda-meta has none.
@@ -170,6 +204,143 @@ fn resolve_placeholders(records: Vec<Record>, layout: &Layout) -> Vec<Package> {
         .collect()
 }
 
+/// An [`EnvIndex`]'s entries as flat columns, one element per entry in order: a few bytes
+/// per file where a Python tuple per entry costs hundreds, in environments of 100k+ files.
+#[derive(Default)]
+pub struct Columns {
+    /// Every path followed by a NUL (which no path holds); `ends[i]` is where path `i`'s
+    /// NUL is.
+    pub paths: Vec<u8>,
+    pub ends: Vec<u64>,
+    /// Package index, -1 for unrecorded files.
+    pub package: Vec<i32>,
+    /// [`Kind::code`]'s letter, or `-` for a recorded path missing on disk.
+    pub kind: Vec<u8>,
+    /// The record's size for recorded files (0 if it has none), else the size on disk.
+    pub size: Vec<u64>,
+    /// [`SIZE_RECORDED`] and [`BYTECODE_OF_RECORDED`] bits.
+    pub flags: Vec<u8>,
+    /// 1 + index into `path_types`, 0 when the record gives none.
+    pub path_type: Vec<u8>,
+    pub path_types: Vec<String>,
+    /// For entries whose record names a placeholder: `(entry, placeholder, file_mode,
+    /// sha256, sha256_in_prefix)`.
+    pub placeholders: Vec<PlaceholderFacts>,
+}
+
+pub type PlaceholderFacts = (
+    usize,
+    Arc<str>,
+    Option<Arc<str>>,
+    Option<String>,
+    Option<String>,
+);
+
+/// The record gives the file's size (`size` is then the package's, to check against).
+pub const SIZE_RECORDED: u8 = 1;
+/// An unrecorded `__pycache__/*.pyc` whose source file is recorded: Python regenerates
+/// it where the environment lands.
+pub const BYTECODE_OF_RECORDED: u8 = 2;
+
+impl Columns {
+    pub fn new(entries: Vec<Entry>) -> Columns {
+        let recorded: HashSet<&[u8]> = entries
+            .iter()
+            .filter(|e| e.package.is_some())
+            .map(|e| e.path.as_os_str().as_bytes())
+            .collect();
+        let compiled: Vec<bool> = entries
+            .iter()
+            .map(|e| {
+                e.package.is_none()
+                    && bytecode_source(e.path.as_os_str().as_bytes())
+                        .is_some_and(|s| recorded.contains(s.as_slice()))
+            })
+            .collect();
+        drop(recorded);
+        let n = entries.len();
+        let mut c = Columns {
+            ends: Vec::with_capacity(n),
+            package: Vec::with_capacity(n),
+            kind: Vec::with_capacity(n),
+            size: Vec::with_capacity(n),
+            flags: Vec::with_capacity(n),
+            path_type: Vec::with_capacity(n),
+            ..Columns::default()
+        };
+        let mut type_index: HashMap<String, u8> = HashMap::new();
+        for (i, (e, compiled)) in entries.into_iter().zip(compiled).enumerate() {
+            c.paths.extend_from_slice(e.path.as_os_str().as_bytes());
+            c.ends.push(c.paths.len() as u64);
+            c.paths.push(0);
+            c.package.push(e.package.map_or(-1, |p| p as i32));
+            let (kind, size) = match e.disk {
+                Some((k, s)) => (k.code().as_bytes()[0], s),
+                None => (b'-', 0),
+            };
+            c.kind.push(kind);
+            c.size.push(size);
+            let m = e.meta.unwrap_or_default();
+            let mut flags = 0;
+            if m.size_in_bytes.is_some() {
+                flags |= SIZE_RECORDED;
+            }
+            if compiled {
+                flags |= BYTECODE_OF_RECORDED;
+            }
+            c.flags.push(flags);
+            let t = match &m.path_type {
+                None => 0,
+                Some(t) => match type_index.get(t.name()) {
+                    Some(&k) => k,
+                    // Types beyond u8's range are kept as "no type": none such exist.
+                    None if c.path_types.len() < 255 => {
+                        c.path_types.push(t.name().to_string());
+                        let k = c.path_types.len() as u8;
+                        type_index.insert(t.name().to_string(), k);
+                        k
+                    }
+                    None => 0,
+                },
+            };
+            c.path_type.push(t);
+            if let Some(placeholder) = m.prefix_placeholder {
+                let h = m.hashes.map(|h| *h).unwrap_or_default();
+                c.placeholders
+                    .push((i, placeholder, m.file_mode, h.sha256, h.sha256_in_prefix));
+            }
+        }
+        c
+    }
+}
+
+/// The source `dir/name.py` of bytecode `dir/__pycache__/name.TAG[.opt-N].pyc`, by
+/// `importlib.util.source_from_cache`'s rule.
+fn bytecode_source(path: &[u8]) -> Option<Vec<u8>> {
+    let (dir, file) = match path.iter().rposition(|&b| b == b'/') {
+        Some(k) => (&path[..k], &path[k + 1..]),
+        None => return None,
+    };
+    let parent = match dir.iter().rposition(|&b| b == b'/') {
+        Some(k) => &dir[..k + 1],
+        None => &dir[..0],
+    };
+    if &dir[parent.len()..] != b"__pycache__" || !file.ends_with(b".pyc") {
+        return None;
+    }
+    let dots = file.iter().filter(|&&b| b == b'.').count();
+    let stem = &file[..file.iter().position(|&b| b == b'.')?];
+    let ok = match dots {
+        2 => true,
+        3 => file
+            .split(|&b| b == b'.')
+            .nth(2)
+            .is_some_and(|opt| opt.starts_with(b"opt-") && opt.len() > 4),
+        _ => false,
+    };
+    ok.then(|| [parent, stem, b".py"].concat())
+}
+
 /// Match recorded paths to files on disk; unmatched files come last, sorted. The paths
 /// move out of the records into the entries (they are the bulk of the memory). A recorded
 /// file's size is the record's; unrecorded files are stat'ed (usually few of them).
@@ -195,7 +366,12 @@ fn join(prefix: &Path, packages: &mut [Package], found: Vec<Found>) -> Vec<Entry
     }
     let mut rest: Vec<Found> = on_disk
         .into_iter()
-        .map(|(path, (kind, size))| Found { path, kind, size })
+        .map(|(path, (kind, size))| Found {
+            path,
+            kind,
+            size,
+            ino: 0,
+        })
         .collect();
     rest.sort_by(|a, b| a.path.cmp(&b.path));
     scan::sizes(prefix, &mut rest);
@@ -227,6 +403,56 @@ mod tests {
             l.installed("site-packages/a/b.py", false),
             "site-packages/a/b.py"
         );
+    }
+
+    #[test]
+    fn columns_are_in_bytewise_order_and_only_inner_hard_links_are_shared() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        std::fs::create_dir_all(p.join("conda-meta")).unwrap();
+        std::fs::create_dir_all(p.join("a")).unwrap();
+        std::fs::write(p.join("a.b"), b"1").unwrap();
+        std::fs::write(p.join("a/b"), b"2").unwrap();
+        std::fs::hard_link(p.join("a/b"), p.join("a/c")).unwrap();
+        // A link outside the environment (as into a package cache) does not count.
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::hard_link(p.join("a.b"), outside.path().join("cached")).unwrap();
+        let idx = index(p, &[]).unwrap();
+        let shared = idx.shared_inodes.clone();
+        let cols = Columns::new(idx.entries);
+        let mut paths = Vec::new();
+        let mut start = 0;
+        for &end in &cols.ends {
+            paths.push(String::from_utf8(cols.paths[start..end as usize].to_vec()).unwrap());
+            assert_eq!(cols.paths[end as usize], 0);
+            start = end as usize + 1;
+        }
+        // Bytewise: '.' sorts before '/', unlike Path's component order.
+        assert_eq!(paths, ["a.b", "a/b", "a/c", "conda-meta"]); // the last: an empty dir
+        use std::os::unix::fs::MetadataExt;
+        let ino = std::fs::metadata(p.join("a/b")).unwrap().ino();
+        assert_eq!(shared, vec![ino]);
+    }
+
+    #[test]
+    fn bytecode_maps_to_its_source_like_importlib() {
+        let src = |p: &str| bytecode_source(p.as_bytes()).map(|v| String::from_utf8(v).unwrap());
+        assert_eq!(
+            src("lib/a/__pycache__/m.cpython-311.pyc").as_deref(),
+            Some("lib/a/m.py")
+        );
+        assert_eq!(
+            src("__pycache__/m.cpython-311.opt-1.pyc").as_deref(),
+            Some("m.py")
+        );
+        assert_eq!(
+            src("x/__pycache__/m.cpython-311.opt-2.pyc").as_deref(),
+            Some("x/m.py")
+        );
+        assert_eq!(src("x/__pycache__/m.pyc"), None);
+        assert_eq!(src("x/__pycache__/m.a.b.c.pyc"), None);
+        assert_eq!(src("x/__pycache__/m.a.b.pyc"), None);
+        assert_eq!(src("x/m.cpython-311.pyc"), None);
     }
 
     #[test]

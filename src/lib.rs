@@ -61,43 +61,38 @@ fn to_py(py: Python<'_>, e: Error) -> PyErr {
     }
 }
 
-/// One entry of `index_env`: `(path, package index or None, disk kind or None (missing),
-/// size (the record's for recorded files, else from disk), path_type, prefix_placeholder, file_mode, size_in_bytes, sha256,
-/// sha256_in_prefix)`; hashes only where there is a placeholder.
-type EntryTuple<'py> = (
-    OsString,
-    Option<usize>,
-    Option<&'static str>,
-    u64,
-    Option<Bound<'py, PyString>>,
-    Option<Bound<'py, PyString>>,
-    Option<Bound<'py, PyString>>,
-    Option<u64>,
-    Option<String>,
-    Option<String>,
-);
+type IndexResult<'py> = (Bound<'py, PyList>, Bound<'py, PyDict>, bool, Option<String>);
 
 /// Walk a prefix and match it against conda's records, in one call:
-/// `(packages, entries, windows, python_version)`. Packages are dicts of record fields
-/// plus `placeholders` ("conda-meta", "paths.json" or "unknown"); entries are recorded
-/// paths in record order, then the unrecorded files sorted by path.
+/// `(packages, columns, windows, python_version)`. Packages are dicts of record fields
+/// plus `placeholders` ("conda-meta", "paths.json" or "unknown"); `columns` is a dict of
+/// [`index::Columns`]' fields, numbers as native-endian bytes.
 #[pyfunction]
-#[allow(clippy::type_complexity)]
 fn index_env<'py>(
     py: Python<'py>,
     prefix: PathBuf,
     skip_top: Vec<OsString>,
-) -> PyResult<(
-    Bound<'py, PyList>,
-    Vec<EntryTuple<'py>>,
-    bool,
-    Option<String>,
-)> {
-    let idx = py
-        .detach(|| index::index(&prefix, &skip_top))
+) -> PyResult<IndexResult<'py>> {
+    let (packages_found, (cols, shared), windows, python_version) = py
+        .detach(|| {
+            index::index(&prefix, &skip_top).map(|idx| {
+                let cols = index::Columns::new(idx.entries);
+                let shared: Vec<u8> = idx
+                    .shared_inodes
+                    .iter()
+                    .flat_map(|x| x.to_ne_bytes())
+                    .collect();
+                (
+                    idx.packages,
+                    (cols, shared),
+                    idx.windows,
+                    idx.python_version,
+                )
+            })
+        })
         .map_err(|e| to_py(py, e))?;
     let packages = PyList::empty(py);
-    for p in &idx.packages {
+    for p in &packages_found {
         let r = &p.record;
         let d = PyDict::new(py);
         d.set_item("filename", &r.filename)?;
@@ -111,32 +106,35 @@ fn index_env<'py>(
         d.set_item("placeholders", p.placeholders.name())?;
         packages.append(d)?;
     }
-    let entries = idx
-        .entries
-        .into_iter()
-        .map(|e| {
-            let (kind, size) = match e.disk {
-                Some((k, s)) => (Some(k.code()), s),
-                None => (None, 0),
-            };
-            let m = e.meta.unwrap_or_default();
-            let intern = |s: &str| PyString::intern(py, s);
-            let hashes = m.hashes.map(|h| *h).unwrap_or_default();
-            (
-                e.path.into_os_string(),
-                e.package,
-                kind,
-                size,
-                m.path_type.as_ref().map(|t| intern(t.name())),
-                m.prefix_placeholder.as_deref().map(intern),
-                m.file_mode.as_deref().map(intern),
-                m.size_in_bytes,
-                hashes.sha256,
-                hashes.sha256_in_prefix,
-            )
-        })
-        .collect();
-    Ok((packages, entries, idx.windows, idx.python_version))
+    let ne64 = |v: &[u64]| v.iter().flat_map(|x| x.to_ne_bytes()).collect::<Vec<u8>>();
+    let package: Vec<u8> = cols.package.iter().flat_map(|x| x.to_ne_bytes()).collect();
+    let d = PyDict::new(py);
+    d.set_item("paths", PyBytes::new(py, &cols.paths))?;
+    d.set_item("ends", PyBytes::new(py, &ne64(&cols.ends)))?;
+    d.set_item("package", PyBytes::new(py, &package))?;
+    d.set_item("kind", PyBytes::new(py, &cols.kind))?;
+    d.set_item("size", PyBytes::new(py, &ne64(&cols.size)))?;
+    d.set_item("flags", PyBytes::new(py, &cols.flags))?;
+    d.set_item("path_type", PyBytes::new(py, &cols.path_type))?;
+    d.set_item("path_types", &cols.path_types)?;
+    d.set_item("shared_inodes", PyBytes::new(py, &shared))?;
+    let intern = |s: &str| PyString::intern(py, s);
+    let facts = PyList::empty(py);
+    for (i, placeholder, mode, sha, sha_in) in &cols.placeholders {
+        facts.append((
+            *i,
+            intern(placeholder),
+            mode.as_deref().map(intern),
+            sha,
+            sha_in,
+        ))?;
+    }
+    d.set_item("placeholders", facts)?;
+    drop(cols);
+    drop(packages_found);
+    // The index's tens of megabytes are free now; give them back before packing starts.
+    memory::release_freed();
+    Ok((packages, d, windows, python_version))
 }
 
 fn mode_arg(mode: &str) -> PyResult<prefix::Mode> {
@@ -331,7 +329,9 @@ impl ArchiveWriter {
     /// (a staging tree that may hard-link unchanged files). `mtime` is given to the
     /// directories a directory writer creates.
     #[new]
-    #[pyo3(signature = (path, format, level, threads, arcroot, prefix, zip_symlinks=false, zip64=true, mtime=0))]
+    /// `shared_inodes` (native u64s, from `index_env`) limits hard-link detection to those
+    /// inodes; None checks every file with several links.
+    #[pyo3(signature = (path, format, level, threads, arcroot, prefix, zip_symlinks=false, zip64=true, mtime=0, shared_inodes=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -344,6 +344,7 @@ impl ArchiveWriter {
         zip_symlinks: bool,
         zip64: bool,
         mtime: i64,
+        shared_inodes: Option<Vec<u8>>,
     ) -> PyResult<Self> {
         let threads = threads.max(1);
         let comp = compression(format, level)?;
@@ -379,10 +380,16 @@ impl ArchiveWriter {
             }
             _ => unreachable!("compression() covers every format"),
         };
+        let shared_inodes = shared_inodes.map(|b| {
+            b.chunks_exact(8)
+                .map(|c| u64::from_ne_bytes(c.try_into().expect("8 bytes")))
+                .collect()
+        });
         let opts = PackOptions {
             arcroot: arcroot.as_os_str().as_bytes().to_vec(),
             prefix,
             threads,
+            shared_inodes,
         };
         let packer = Packer::new(archive, opts).map_err(|e| to_py(py, e))?;
         Ok(ArchiveWriter {
@@ -481,6 +488,7 @@ impl ArchiveWriter {
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    memory::map_large_buffers();
     m.add_function(wrap_pyfunction!(index_env, m)?)?;
     m.add_function(wrap_pyfunction!(replace_prefix, m)?)?;
     m.add_function(wrap_pyfunction!(format_shebang, m)?)?;

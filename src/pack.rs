@@ -11,7 +11,7 @@ use crate::content::{self, Body, ContentSpec, Report};
 use crate::error::{Error, IoContext, Result};
 use crossbeam_channel::bounded;
 use rayon::prelude::*;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
@@ -94,6 +94,9 @@ pub struct PackOptions {
     /// The environment, for refusing to follow links out of it.
     pub prefix: PathBuf,
     pub threads: usize,
+    /// Inodes seen under several names in the environment (from the scan); only these
+    /// can be stored as hard links. None: any file with several links may be.
+    pub shared_inodes: Option<HashSet<u64>>,
 }
 
 /// The archive being written plus what must persist between calls.
@@ -391,7 +394,11 @@ fn prepare(
         }
     };
     let copy = matches!(content, Content::Copy | Content::CopyChecked(_));
-    let inode = (copy && st.nlink() > 1).then(|| (st.dev(), st.ino()));
+    let shared = match &opts.shared_inodes {
+        Some(set) => set.contains(&st.ino()),
+        None => true,
+    };
+    let inode = (copy && st.nlink() > 1 && shared).then(|| (st.dev(), st.ino()));
     Ok((
         vec![Prepared::File {
             meta,

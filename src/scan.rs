@@ -7,6 +7,7 @@ use crate::error::{IoContext, Result};
 use rayon::prelude::*;
 use std::ffi::OsString;
 use std::fs;
+use std::os::unix::fs::DirEntryExt;
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +38,8 @@ pub struct Found {
     pub kind: Kind,
     /// Not read by the walk (0); see [`sizes`].
     pub size: u64,
+    /// Inode number from the directory entry (no stat needed), for regular files; 0 else.
+    pub ino: u64,
 }
 
 /// Sizes of the regular files among `found` (others stay 0), read in parallel.
@@ -81,6 +84,7 @@ fn visit(prefix: &Path, rel: &Path, entry: &fs::DirEntry) -> Result<Vec<Found>> 
                 path: rel.to_path_buf(),
                 kind: Kind::EmptyDir,
                 size: 0,
+                ino: 0,
             }]);
         }
         let parts: Vec<Vec<Found>> = children
@@ -102,6 +106,7 @@ fn visit(prefix: &Path, rel: &Path, entry: &fs::DirEntry) -> Result<Vec<Found>> 
         path: rel.to_path_buf(),
         kind,
         size: 0,
+        ino: if kind == Kind::File { entry.ino() } else { 0 },
     }])
 }
 

@@ -7,24 +7,25 @@ _Path = str | PathLike[str]
 
 SHEBANG_LIMIT: int
 
-EntryTuple = tuple[
-    str,  # path relative to the prefix
-    int | None,  # index of the package that records it, or None
-    str | None,  # kind on disk (f, l, d, o), or None when a recorded path is missing
-    int,  # size on disk
-    str | None,  # path_type
-    str | None,  # prefix_placeholder
-    str | None,  # file_mode
-    int | None,  # size_in_bytes
-    str | None,  # sha256 (only with a placeholder)
-    str | None,  # sha256_in_prefix (only with a placeholder)
-]
-
 def index_env(
     prefix: _Path, skip_top: Sequence[str]
-) -> tuple[list[dict[str, object]], list[EntryTuple], bool, str | None]:
-    """Walk a prefix and match it against conda's records: ``(packages, entries, windows,
-    python_version)``; recorded paths first (record order), then unrecorded files sorted."""
+) -> tuple[list[dict[str, object]], dict[str, object], bool, str | None]:
+    """Walk a prefix and match it against conda's records: ``(packages, columns, windows,
+    python_version)``. One element per entry (recorded paths and files on disk), in
+    bytewise path order; ``columns`` holds:
+
+    - ``paths`` (bytes): every path followed by NUL; ``ends`` (native u64s): where each
+      path's NUL is.
+    - ``package`` (native i32s): index into ``packages``, -1 for unrecorded files.
+    - ``kind`` (bytes): ``f``, ``l``, ``d``, ``o`` on disk, ``-`` for a missing recorded path.
+    - ``size`` (native u64s): the record's size for recorded files (0 if none), else on disk.
+    - ``flags`` (bytes): 1 the record gives the size; 2 unrecorded bytecode of a recorded
+      source.
+    - ``path_type`` (bytes): 1 + index into ``path_types`` (list of str), 0 for none.
+    - ``shared_inodes`` (native u64s): inodes of regular files found under several names.
+    - ``placeholders``: ``[(entry, prefix_placeholder, file_mode, sha256,
+      sha256_in_prefix)]`` for recorded paths that name a placeholder.
+    """
 
 def replace_prefix(data: bytes, mode: str, old: bytes, new: bytes) -> bytes:
     """Replace ``old`` with ``new`` by conda's rules for ``mode`` (text or binary)."""
@@ -76,7 +77,10 @@ class ArchiveWriter:
         zip_symlinks: bool = False,
         zip64: bool = True,
         mtime: int = 0,
-    ) -> None: ...
+        shared_inodes: bytes | None = None,
+    ) -> None:
+        """``shared_inodes`` (native u64s, from ``index_env``) limits hard-link detection
+        to those inodes; None checks every file with several links."""
     def write(
         self,
         entries: list[Entry],

@@ -5,11 +5,22 @@ from __future__ import annotations
 import glob
 import json
 import os
-from fnmatch import fnmatch
-from importlib.util import source_from_cache
+import re
+from array import array
+from fnmatch import translate
 from operator import attrgetter
 
 from .errors import CondaPackException
+from .files import (
+    CHECK_SIZE,
+    IS_CONDA,
+    PLACEHOLDER,
+    SIZE_RECORDED,
+    UNKNOWN,
+    EnvColumns,
+    File,
+    FileTable,
+)
 from .locate import name_to_prefix
 from .metadata import Layout, Package, read_environment
 from .warn import warn
@@ -32,89 +43,6 @@ SKIP_TOP = (
 )
 # Written by conda-unpack into an unpacked environment; meaningless in a new archive.
 UNPACK_STATE = "conda-meta/.conda-unpack-prefix"
-
-
-class File:
-    """A single archive record.
-
-    Parameters
-    ----------
-    source : str
-        Absolute path to the source.
-    target : str
-        Relative path from the target prefix (e.g. ``lib/foo/bar.py``).
-    is_conda : bool, optional
-        Whether the file was installed by conda, or comes from somewhere else.
-    file_mode : {None, 'text', 'binary', 'unknown'}, optional
-        The type of record.
-    prefix_placeholder : None or str, optional
-        The prefix placeholder in the file (if any)
-    """
-
-    __slots__ = (
-        "_source",
-        "_root",
-        "target",
-        "is_conda",
-        "file_mode",
-        "prefix_placeholder",
-        "_record",
-        "_package",
-        "_size",
-        "_check_size",
-    )
-
-    def __init__(
-        self,
-        source: str,
-        target: str,
-        is_conda: bool = True,
-        file_mode: str | None = None,
-        prefix_placeholder: str | None = None,
-    ) -> None:
-        self._source = source
-        self._root = None
-        self.target = target
-        self.is_conda = is_conda
-        self.file_mode = file_mode
-        self.prefix_placeholder = prefix_placeholder
-        #: (size_in_bytes, sha256, sha256_in_prefix) of a conda file with a placeholder.
-        self._record: tuple | None = None
-        self._package: Package | None = None
-        #: Size from the scan or the record, for progress and batching.
-        self._size: int | None = None
-        #: The packer must report this conda file if its size is not `_size`.
-        self._check_size = False
-
-    @classmethod
-    def _in_env(cls, root, target, is_conda, file_mode, placeholder, size, package) -> File:
-        """A file at ``root/target``; its source path is derived when asked for, which
-        saves a string per file in environments of hundreds of thousands of files."""
-        f = cls.__new__(cls)
-        f._source = None
-        f._root = root
-        f.target = target
-        f.is_conda = is_conda
-        f.file_mode = file_mode
-        f.prefix_placeholder = placeholder
-        f._record = None
-        f._package = package
-        f._size = size
-        f._check_size = False
-        return f
-
-    @property
-    def source(self) -> str:
-        if self._source is not None:
-            return self._source
-        return self._root + "/" + self.target
-
-    @source.setter
-    def source(self, value: str) -> None:
-        self._source = value
-
-    def __repr__(self) -> str:
-        return "File<%r, is_conda=%r>" % (self.target, self.is_conda)
 
 
 _MISSING_FILES = """
@@ -218,7 +146,25 @@ def load_environment(
     on_missing_cache: str = "warn",
     ignore_editable_packages: bool = False,
     ignore_missing_files: bool = False,
-) -> tuple[list[File], list[Package], Layout]:
+) -> list[File]:
+    """The files of the environment at ``prefix``, as conda-pack 0.9.2 returned them."""
+    files, _, _ = read_files(
+        prefix, on_missing_cache, ignore_editable_packages, ignore_missing_files
+    )
+    return list(files)
+
+
+# index_env's kind letters and flag bits (see src/index.rs).
+_FILE, _LINK, _OTHER, _MISSING = b"f"[0], b"l"[0], b"o"[0], b"-"[0]
+_BYTECODE_OF_RECORDED = 2
+
+
+def read_files(
+    prefix: str,
+    on_missing_cache: str = "warn",
+    ignore_editable_packages: bool = False,
+    ignore_missing_files: bool = False,
+) -> tuple[FileTable, list[Package], Layout]:
     """The files of the environment at ``prefix``, its packages and its layout."""
     if not os.path.exists(prefix):
         raise CondaPackException("Environment path %r doesn't exist" % prefix)
@@ -226,62 +172,20 @@ def load_environment(
     if not os.path.exists(conda_meta):
         raise CondaPackException("Path %r is not a conda environment" % prefix)
 
-    packages, layout, entries = read_environment(prefix, list(SKIP_TOP))
+    packages, layout, columns = read_environment(prefix, list(SKIP_TOP))
     if layout.site_packages is not None and not ignore_editable_packages:
         check_no_editable_packages(prefix, layout.site_packages)
 
+    cols = EnvColumns(prefix, columns, packages)
+    kinds, flags, type_of = columns["kind"], columns["flags"], columns["path_type"]
+    type_names = [None, *columns["path_types"]]
+    recorded = cols.placeholders
+    package, info, special = cols.package, cols.info, cols.special
+    # The paths, decoded at once: a transient list, gone before any byte is packed.
+    paths = cols.paths.decode("utf-8", "surrogateescape").split("\0")
+    paths.pop()
+
     bin_prefix = layout.bin_dir + "/"
-    files: list[File] = []
-    managed: set[str] = set()
-    missing: dict[tuple[str, str], list[str]] = {}
-    in_env = File._in_env
-    for entry in entries:
-        path, index, kind, size, ptype, placeholder, mode, expected, sha, sha_in = entry
-        if index is None:
-            break  # the unrecorded files follow the recorded ones
-        pkg = packages[index]
-        managed.add(path)
-        if kind is None:
-            if not (path.endswith(".pyc") or ptype in _MAY_BE_ABSENT or path == ".nonadmin"):
-                missing.setdefault((pkg.name, pkg.version), []).append(path)
-            continue
-        if kind == "l" and ptype not in ("softlink", None):
-            # Installed as a link into the package cache: pack the file it points to.
-            real = os.path.realpath(prefix + "/" + path)
-            if os.path.isfile(real):
-                f = File(real, path, True, None, None)
-                f._package, f._size = pkg, os.path.getsize(real)
-                files.append(f)
-                continue
-        if not placeholder and pkg.legacy:
-            placeholder, mode = pkg.legacy.get(path, (None, None))
-        if placeholder:
-            f = in_env(prefix, path, True, mode or "text", placeholder, size, pkg)
-            f._record = (expected, sha, sha_in)
-        elif (
-            (not pkg.placeholders_known and ptype != "softlink")
-            or ptype in _INSTALLER_MADE
-            # Without path types (old records), conda-pack has always scanned noarch scripts.
-            or (ptype is None and pkg.is_noarch_python and path.startswith(bin_prefix))
-        ):
-            f = in_env(prefix, path, True, "unknown", None, size, pkg)
-        else:
-            f = in_env(prefix, path, True, None, None, size, pkg)
-            # Inlined _size_is_checkable: this loop runs once per file.
-            f._check_size = (
-                expected is not None
-                and kind == "f"
-                and (ptype is None or ptype == "hardlink")
-                and not path.endswith((".pyc", ".pyo"))
-            )
-        files.append(f)
-
-    if missing and not ignore_missing_files:
-        raise missing_files_error(missing)
-    if missing:
-        gone = {p for paths in missing.values() for p in paths}
-        files = [f for f in files if f.target not in gone]
-
     records = {"conda-meta/" + p.filename for p in packages}
     records.add("conda-meta/history")
     # conda of old put its own scripts into child environments; conda-unpack leaves state.
@@ -289,24 +193,77 @@ def load_environment(
     if layout.windows:
         skip |= {"Scripts/" + n for n in ("conda.bat", "activate.bat", "deactivate.bat")}
     skip.add(UNPACK_STATE)
-    for entry in entries:
-        path, index, kind, size = entry[0], entry[1], entry[2], entry[3]
-        if index is not None:
+    rows = array("I")
+    keep = rows.append
+    missing: dict[tuple[str, str], list[str]] = {}
+    for e, path in enumerate(paths):
+        kind = kinds[e]
+        index = package[e]
+        if index < 0:  # no package records it
+            if kind == _OTHER or path in skip:
+                continue
+            if "/" not in path and (path.endswith("~") or path.endswith(".DS_STORE")):
+                continue
+            if path in records:
+                info[e] = IS_CONDA
+            elif flags[e] & _BYTECODE_OF_RECORDED:
+                continue  # bytecode of a conda file, regenerated where it lands
+            else:
+                info[e] = UNKNOWN
+            keep(e)
             continue
-        if kind == "o" or path in skip or path in managed:
+        pkg = packages[index]
+        ptype = type_names[type_of[e]]
+        if kind == _MISSING:
+            if not (path.endswith(".pyc") or ptype in _MAY_BE_ABSENT or path == ".nonadmin"):
+                missing.setdefault((pkg.name, pkg.version), []).append(path)
             continue
-        if "/" not in path and (path.endswith("~") or path.endswith(".DS_STORE")):
-            continue
-        if path in records:
-            files.append(in_env(prefix, path, True, None, None, size, None))
-            continue
-        if path.endswith(".pyc"):
-            try:
-                if source_from_cache(path) in managed:
-                    continue  # bytecode of a conda file, regenerated where it lands
-            except ValueError:
-                pass
-        files.append(in_env(prefix, path, False, "unknown", None, size, None))
+        if kind == _LINK and ptype not in ("softlink", None):
+            # Installed as a link into the package cache: pack the file it points to.
+            real = os.path.realpath(prefix + "/" + path)
+            if os.path.isfile(real):
+                f = File(real, path, True, None, None)
+                f._package, f._size = pkg, os.path.getsize(real)
+                special[e] = f
+                keep(e)
+                continue
+        if e in recorded:
+            placeholder = recorded[e][0]
+        elif pkg.legacy and path in pkg.legacy:
+            placeholder, mode = pkg.legacy[path]
+            recorded[e] = (placeholder, mode, None, None)
+        else:
+            placeholder = None
+        if placeholder:
+            # The facts make a File when one is asked for. A File made here would outlive
+            # the loop's strings and pin their memory.
+            info[e] = IS_CONDA | PLACEHOLDER
+        elif (
+            (not pkg.placeholders_known and ptype != "softlink")
+            or ptype in _INSTALLER_MADE
+            # Without path types (old records), conda-pack has always scanned noarch scripts.
+            or (ptype is None and pkg.is_noarch_python and path.startswith(bin_prefix))
+        ):
+            info[e] = IS_CONDA | UNKNOWN
+        elif (
+            # _size_is_checkable, inlined: this loop runs once per file.
+            flags[e] & SIZE_RECORDED
+            and kind == _FILE
+            and (ptype is None or ptype == "hardlink")
+            and not path.endswith((".pyc", ".pyo"))
+        ):
+            info[e] = IS_CONDA | CHECK_SIZE
+        else:
+            info[e] = IS_CONDA
+        keep(e)
+    del paths
+
+    if missing and not ignore_missing_files:
+        raise missing_files_error(missing)
+    files = FileTable(cols, rows)
+    if missing:
+        gone = {p for paths in missing.values() for p in paths}
+        files, _ = files.partition(gone.__contains__)
 
     unknown = [p for p in packages if not p.placeholders_known]
     if unknown and on_missing_cache in ("warn", "raise"):
@@ -317,6 +274,35 @@ def load_environment(
             raise CondaPackException(_UNCACHED.format(listing))
         warn(_UNCACHED_WARNING.format(listing))
     return files, packages, layout
+
+
+def _sorted(files):
+    if isinstance(files, FileTable):
+        return files.sorted()
+    return sorted(files, key=attrgetter("target"))
+
+
+def _partition(files, pattern: str) -> tuple:
+    """``(files not matching the glob pattern, files matching it)``."""
+    matches = re.compile(translate(pattern)).match
+    if isinstance(files, FileTable):
+        return files.partition(matches)
+    keep, drop = [], []
+    for f in files:
+        (drop if matches(f.target) else keep).append(f)
+    return keep, drop
+
+
+def _joined(a, b):
+    if not len(a):
+        return b
+    if not len(b):
+        return a
+    if isinstance(a, FileTable):
+        both = a.joined(b)
+        if both is not None:
+            return both
+    return [*a, *b]
 
 
 class CondaEnv:
@@ -336,10 +322,23 @@ class CondaEnv:
 
     def __init__(self, prefix: str, files, excluded_files=None) -> None:
         self.prefix = prefix
-        self.files = sorted(files, key=attrgetter("target"))
-        self._excluded_files = list(excluded_files or [])
+        # A FileTable until someone asks for ``files``; then the list they were given.
+        self._files = _sorted(files)
+        self._excluded_files = excluded_files if excluded_files is not None else []
         self._packages: list[Package] = []
         self._layout = Layout(False, None)
+
+    @property
+    def files(self) -> list[File]:
+        """The files to archive, sorted by target. A list, as in conda-pack 0.9.2: made
+        on first use (packing does not need one), then kept, edits included."""
+        if isinstance(self._files, FileTable):
+            self._files = list(self._files)
+        return self._files
+
+    @files.setter
+    def files(self, value) -> None:
+        self._files = value
 
     def _derived(self, files, excluded) -> CondaEnv:
         env = CondaEnv(self.prefix, files, excluded)
@@ -351,7 +350,7 @@ class CondaEnv:
         return "CondaEnv<%r, %d files>" % (self.prefix, len(self))
 
     def __len__(self) -> int:
-        return len(self.files)
+        return len(self._files)
 
     def __iter__(self):
         return iter(self.files)
@@ -370,7 +369,7 @@ class CondaEnv:
     def from_prefix(cls, prefix: str, **kwargs) -> CondaEnv:
         """Create a ``CondaEnv`` from a given prefix."""
         prefix = os.path.abspath(prefix)
-        files, packages, layout = load_environment(prefix, **kwargs)
+        files, packages, layout = read_files(prefix, **kwargs)
         env = cls(prefix, files)
         env._packages = packages
         env._layout = layout
@@ -383,17 +382,13 @@ class CondaEnv:
 
     def exclude(self, pattern: str) -> CondaEnv:
         """A new env without the files matching the glob ``pattern``."""
-        files, excluded = [], list(self._excluded_files)
-        for f in self.files:
-            (excluded if fnmatch(f.target, pattern) else files).append(f)
-        return self._derived(files, excluded)
+        files, excluded = _partition(self._files, pattern)
+        return self._derived(files, _joined(self._excluded_files, excluded))
 
     def include(self, pattern: str) -> CondaEnv:
         """A new env with the excluded files matching ``pattern`` added back."""
-        files, excluded = list(self.files), []
-        for f in self._excluded_files:
-            (files if fnmatch(f.target, pattern) else excluded).append(f)
-        return self._derived(files, excluded)
+        excluded, files = _partition(self._excluded_files, pattern)
+        return self._derived(_joined(self._files, files), excluded)
 
     def _output_and_format(self, output=None, format="infer"):
         from .plan import output_and_format

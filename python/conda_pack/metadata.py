@@ -110,9 +110,10 @@ def _legacy_prefixes(pkg: Package, layout: Layout) -> dict[str, tuple[str, str]]
     return {installed_path(k, pkg, layout): v for k, v in read_has_prefix(has_prefix).items()}
 
 
-def read_environment(prefix: str, skip_top: list[str]) -> tuple[list[Package], Layout, list]:
-    """Packages, layout and the matched entries (see ``_core.index_env``) of ``prefix``."""
-    records, entries, windows, python_version = _core.index_env(prefix, skip_top)
+def read_environment(prefix: str, skip_top: list[str]) -> tuple[list[Package], Layout, dict]:
+    """Packages, layout and the columns of matched entries (see ``_core.index_env``) of
+    ``prefix``."""
+    records, columns, windows, python_version = _core.index_env(prefix, skip_top)
     pythons = [r["filename"] for r in records if r["name"] == "python"]
     if len(pythons) > 1:
         raise CondaPackException(
@@ -144,4 +145,4 @@ def read_environment(prefix: str, skip_top: list[str]) -> tuple[list[Package], L
             pkg.legacy = _legacy_prefixes(pkg, layout)
             pkg.placeholders_known = bool(pkg.legacy)
         packages.append(pkg)
-    return packages, layout, entries
+    return packages, layout, columns

@@ -19,6 +19,7 @@ from . import _core
 from ._version import __version__
 from .env import CondaEnv, missing_files_error
 from .errors import CondaPackException
+from .files import FileTable
 from .plan import (
     Plan,
     canonical_format,
@@ -507,8 +508,18 @@ def _write(
     if dest is not None and env._layout.windows:
         rewrite_for_dest(plan, env, dest)
     when = source_date(env.prefix)
+    shared = plan.files.shared_inodes if isinstance(plan.files, FileTable) else None
     writer = _core.ArchiveWriter(
-        path, writer_format, level, threads, arcroot, env.prefix, zip_symlinks, zip_64, when
+        path,
+        writer_format,
+        level,
+        threads,
+        arcroot,
+        env.prefix,
+        zip_symlinks,
+        zip_64,
+        when,
+        shared,
     )
     bar = ProgressBar(len(plan), plan.total_bytes) if ProgressBar.wanted(verbose) else None
     completed = False

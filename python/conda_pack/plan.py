@@ -9,8 +9,9 @@ import os
 import re
 from datetime import datetime
 
-from .env import CondaEnv, File
+from .env import CondaEnv
 from .errors import CondaPackException
+from .files import File, FileTable
 from .metadata import Layout, package_path
 
 FORMATS = (
@@ -208,7 +209,10 @@ class Plan:
 
     def __init__(self, env: CondaEnv, dest: str | None, files: list) -> None:
         self.files = files
-        self.total_bytes = sum(f._size or 0 for f in files)
+        if isinstance(files, FileTable):
+            self.total_bytes = files.total_size()
+        else:
+            self.total_bytes = sum(f._size or 0 for f in files)
         #: Entries replaced outright, by index (Windows files rewritten for --dest-prefix).
         self.overrides: dict[int, tuple] = {}
         self._layout = env._layout
@@ -284,7 +288,10 @@ def content_for(f: File, layout: Layout, env_prefix: bytes, dest: bytes | None):
 def plan_entries(env: CondaEnv, dest: str | None, replaced: set) -> Plan:
     """The env's files in its (sorted) order; ``replaced`` targets are left out because a
     generated file takes their place."""
-    return Plan(env, dest, [f for f in env.files if f.target not in replaced])
+    files = env._files
+    if isinstance(files, FileTable):
+        return Plan(env, dest, files.partition(replaced.__contains__)[0])
+    return Plan(env, dest, [f for f in files if f.target not in replaced])
 
 
 def check_dest_room(env: CondaEnv, dest: str) -> None:
@@ -295,7 +302,7 @@ def check_dest_room(env: CondaEnv, dest: str) -> None:
     need = len(os.fsencode(dest))
     tight = [
         f
-        for f in env.files
+        for f in env._files
         if f.file_mode == "binary"
         and f.prefix_placeholder
         and need > len(os.fsencode(f.prefix_placeholder))

@@ -1,0 +1,235 @@
+"""What gets archived, file by file: :class:`File`, and :class:`FileTable`, the compact
+sequence of them an environment is loaded into."""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Callable, Iterator, Sequence
+
+from .metadata import Package
+
+__all__ = ["File", "FileTable"]
+
+
+class File:
+    """A single archive record.
+
+    Parameters
+    ----------
+    source : str
+        Absolute path to the source.
+    target : str
+        Relative path from the target prefix (e.g. ``lib/foo/bar.py``).
+    is_conda : bool, optional
+        Whether the file was installed by conda, or comes from somewhere else.
+    file_mode : {None, 'text', 'binary', 'unknown'}, optional
+        The type of record.
+    prefix_placeholder : None or str, optional
+        The prefix placeholder in the file (if any)
+    """
+
+    __slots__ = (
+        "_source",
+        "_root",
+        "target",
+        "is_conda",
+        "file_mode",
+        "prefix_placeholder",
+        "_record",
+        "_package",
+        "_size",
+        "_check_size",
+    )
+
+    def __init__(
+        self,
+        source: str,
+        target: str,
+        is_conda: bool = True,
+        file_mode: str | None = None,
+        prefix_placeholder: str | None = None,
+    ) -> None:
+        self._source = source
+        self._root = None
+        self.target = target
+        self.is_conda = is_conda
+        self.file_mode = file_mode
+        self.prefix_placeholder = prefix_placeholder
+        #: (size_in_bytes, sha256, sha256_in_prefix) of a conda file with a placeholder.
+        self._record: tuple | None = None
+        self._package: Package | None = None
+        #: Size from the scan or the record, for progress and batching.
+        self._size: int | None = None
+        #: The packer must report this conda file if its size is not `_size`.
+        self._check_size = False
+
+    @classmethod
+    def _in_env(cls, root, target, is_conda, file_mode, placeholder, size, package) -> File:
+        """A file at ``root/target``; its source path is derived when asked for, which
+        saves a string per file in environments of hundreds of thousands of files."""
+        f = cls.__new__(cls)
+        f._source = None
+        f._root = root
+        f.target = target
+        f.is_conda = is_conda
+        f.file_mode = file_mode
+        f.prefix_placeholder = placeholder
+        f._record = None
+        f._package = package
+        f._size = size
+        f._check_size = False
+        return f
+
+    @property
+    def source(self) -> str:
+        if self._source is not None:
+            return self._source
+        return self._root + "/" + self.target
+
+    @source.setter
+    def source(self, value: str) -> None:
+        self._source = value
+
+    def __repr__(self) -> str:
+        return "File<%r, is_conda=%r>" % (self.target, self.is_conda)
+
+
+#: Per-entry bits of a :class:`FileTable`.
+IS_CONDA = 1
+#: The packer must report the file if its size is not the package's.
+CHECK_SIZE = 2
+#: The file may hold the prefix; its bytes tell whether and how (``file_mode="unknown"``).
+UNKNOWN = 4
+#: index_env's flag: the record gives the file's size.
+SIZE_RECORDED = 1
+#: The file holds a placeholder: its facts are in ``EnvColumns.placeholders``.
+PLACEHOLDER = 8
+
+
+class EnvColumns:
+    """One environment's files as ``_core.index_env`` returned them (one element per
+    entry, paths in order) plus what loading decided for each: a few bytes per file.
+    A file with a placeholder gets its facts from ``placeholders``; the rare file whose
+    source lies elsewhere is kept whole in ``special``."""
+
+    __slots__ = (
+        "root",
+        "paths",
+        "ends",
+        "size",
+        "package",
+        "packages",
+        "info",
+        "flags",
+        "placeholders",
+        "special",
+        "shared_inodes",
+    )
+
+    def __init__(self, root: str, columns: dict, packages: list[Package]) -> None:
+        self.root = root
+        #: Every path followed by a NUL; ``ends[i]`` is where path ``i``'s NUL is.
+        self.paths: bytes = columns["paths"]
+        self.ends = memoryview(columns["ends"]).cast("Q")
+        self.size = memoryview(columns["size"]).cast("Q")
+        self.package = memoryview(columns["package"]).cast("i")
+        self.packages = packages
+        self.info = bytearray(len(self.ends))
+        self.flags: bytes = columns["flags"]
+        #: ``(placeholder, file_mode, sha256, sha256_in_prefix)`` by entry.
+        self.placeholders: dict[int, tuple] = {t[0]: t[1:] for t in columns["placeholders"]}
+        self.special: dict[int, File] = {}
+        #: Inodes found under several names here (native u64s): the packer need only
+        #: remember these to store hard links.
+        self.shared_inodes: bytes = columns["shared_inodes"]
+
+    def target(self, e: int) -> str:
+        start = self.ends[e - 1] + 1 if e else 0
+        return self.paths[start : self.ends[e]].decode("utf-8", "surrogateescape")
+
+    def file(self, e: int) -> File:
+        f = self.special.get(e)
+        if f is not None:
+            return f
+        info = self.info[e]
+        pkg = self.package[e]
+        target = self.target(e)
+        package = self.packages[pkg] if pkg >= 0 else None
+        if info & PLACEHOLDER:
+            placeholder, mode, sha, sha_in = self.placeholders[e]
+            size = self.size[e]
+            f = File._in_env(self.root, target, True, mode or "text", placeholder, size, package)
+            expected = size if self.flags[e] & SIZE_RECORDED else None
+            f._record = (expected, sha, sha_in)
+            return f
+        f = File._in_env(
+            self.root,
+            target,
+            bool(info & IS_CONDA),
+            "unknown" if info & UNKNOWN else None,
+            None,
+            self.size[e],
+            package,
+        )
+        f._check_size = bool(info & CHECK_SIZE)
+        return f
+
+
+class FileTable(Sequence):
+    """The files of an environment, held as rows of an :class:`EnvColumns`; a
+    :class:`File` is made when one is asked for. A list of ``File`` objects would cost
+    ~800 bytes per file, which is most of the memory of packing 100k+ files. Rows are
+    entry numbers, and entries are in path order, so sorted rows are sorted targets."""
+
+    __slots__ = ("_cols", "_rows")
+
+    def __init__(self, cols: EnvColumns, rows: array) -> None:
+        self._cols = cols
+        self._rows = rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self._cols.file(e) for e in self._rows[i]]
+        return self._cols.file(self._rows[i])
+
+    def __iter__(self) -> Iterator[File]:
+        file = self._cols.file
+        for e in self._rows:
+            yield file(e)
+
+    def target(self, i: int) -> str:
+        return self._cols.target(self._rows[i])
+
+    @property
+    def shared_inodes(self) -> bytes:
+        return self._cols.shared_inodes
+
+    def total_size(self) -> int:
+        size = self._cols.size
+        special = self._cols.special
+        if not special:
+            return sum(size[e] for e in self._rows)
+        return sum(size[e] if e not in special else (special[e]._size or 0) for e in self._rows)
+
+    def partition(self, matches: Callable[[str], bool]) -> tuple[FileTable, FileTable]:
+        """``(rows whose target does not match, rows whose target does)``."""
+        keep, drop = array("I"), array("I")
+        target = self._cols.target
+        for e in self._rows:
+            (drop if matches(target(e)) else keep).append(e)
+        return FileTable(self._cols, keep), FileTable(self._cols, drop)
+
+    def sorted(self) -> FileTable:
+        rows = self._rows
+        if all(rows[k] < rows[k + 1] for k in range(len(rows) - 1)):
+            return self
+        return FileTable(self._cols, array("I", sorted(rows)))
+
+    def joined(self, other: object) -> FileTable | None:
+        """Both tables' rows, if ``other`` is a table of the same environment."""
+        if isinstance(other, FileTable) and other._cols is self._cols:
+            return FileTable(self._cols, self._rows + other._rows)
+        return None
