@@ -7,7 +7,7 @@
 //! facts only; what they mean (missing, changed, unmanaged) is decided in Python.
 
 use crate::error::Result;
-use crate::meta::{self, PathEntry, Record};
+use crate::meta::{self, Hashes, PathEntry, Record};
 use crate::scan::{self, Found, Kind};
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -223,24 +223,86 @@ pub struct Columns {
     /// 1 + index into `path_types`, 0 when the record gives none.
     pub path_type: Vec<u8>,
     pub path_types: Vec<String>,
-    /// For entries whose record names a placeholder: `(entry, placeholder, file_mode,
-    /// sha256, sha256_in_prefix)`.
-    pub placeholders: Vec<PlaceholderFacts>,
+    /// The entries whose record names a placeholder ([`PLACEHOLDER`] set), in order.
+    pub with_placeholder: PlaceholderColumns,
 }
 
-pub type PlaceholderFacts = (
-    usize,
-    Arc<str>,
-    Option<Arc<str>>,
-    Option<String>,
-    Option<String>,
-);
+/// Facts of the entries with a placeholder, one element per such entry: ~80 bytes each
+/// where Python tuples of hex strings cost ~400.
+#[derive(Default)]
+pub struct PlaceholderColumns {
+    pub entry: Vec<u64>,
+    /// Index into `strings`.
+    pub placeholder: Vec<u32>,
+    /// 1 + index into `strings`, 0 when the record gives no file mode.
+    pub mode: Vec<u32>,
+    pub strings: Vec<String>,
+    /// sha256 then sha256_in_prefix, 32 bytes each (zeros where the flag says absent).
+    pub hashes: Vec<u8>,
+}
+
+impl PlaceholderColumns {
+    fn push(
+        &mut self,
+        entry: usize,
+        placeholder: &str,
+        mode: Option<&str>,
+        h: &Hashes,
+        seen: &mut HashMap<String, u32>,
+    ) -> u8 {
+        let mut id = |s: &str| -> u32 {
+            if let Some(&k) = seen.get(s) {
+                return k;
+            }
+            self.strings.push(s.to_string());
+            let k = self.strings.len() as u32 - 1;
+            seen.insert(s.to_string(), k);
+            k
+        };
+        let text = id(placeholder);
+        let mode = mode.map_or(0, |m| id(m) + 1);
+        self.entry.push(entry as u64);
+        self.placeholder.push(text);
+        self.mode.push(mode);
+        let mut flags = PLACEHOLDER;
+        for (digest, bit) in [(&h.sha256, SHA256), (&h.sha256_in_prefix, SHA256_IN_PREFIX)] {
+            match digest.as_deref().and_then(parse_sha256) {
+                Some(d) => {
+                    self.hashes.extend_from_slice(&d);
+                    flags |= bit;
+                }
+                None => self.hashes.extend_from_slice(&[0; 32]),
+            }
+        }
+        flags
+    }
+}
+
+/// A hex sha256; anything else counts as no hash (as a wrong length always did).
+fn parse_sha256(s: &str) -> Option<[u8; 32]> {
+    let s = s.as_bytes();
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        let pair = std::str::from_utf8(&s[2 * i..2 * i + 2]).ok()?;
+        *b = u8::from_str_radix(pair, 16).ok()?;
+    }
+    Some(out)
+}
 
 /// The record gives the file's size (`size` is then the package's, to check against).
 pub const SIZE_RECORDED: u8 = 1;
 /// An unrecorded `__pycache__/*.pyc` whose source file is recorded: Python regenerates
 /// it where the environment lands.
 pub const BYTECODE_OF_RECORDED: u8 = 2;
+/// The record names a placeholder: the entry's facts are in [`PlaceholderColumns`].
+pub const PLACEHOLDER: u8 = 4;
+/// The record gives the package file's sha256.
+pub const SHA256: u8 = 8;
+/// The record gives the installed file's sha256.
+pub const SHA256_IN_PREFIX: u8 = 16;
 
 impl Columns {
     pub fn new(entries: Vec<Entry>) -> Columns {
@@ -269,6 +331,7 @@ impl Columns {
             ..Columns::default()
         };
         let mut type_index: HashMap<String, u8> = HashMap::new();
+        let mut seen: HashMap<String, u32> = HashMap::new();
         for (i, (e, compiled)) in entries.into_iter().zip(compiled).enumerate() {
             c.paths.extend_from_slice(e.path.as_os_str().as_bytes());
             c.ends.push(c.paths.len() as u64);
@@ -282,6 +345,11 @@ impl Columns {
             c.size.push(size);
             let m = e.meta.unwrap_or_default();
             let mut flags = 0;
+            if let Some(placeholder) = m.prefix_placeholder.as_deref().filter(|p| !p.is_empty()) {
+                let h = m.hashes.as_deref().cloned().unwrap_or_default();
+                let mode = m.file_mode.as_deref();
+                flags |= c.with_placeholder.push(i, placeholder, mode, &h, &mut seen);
+            }
             if m.size_in_bytes.is_some() {
                 flags |= SIZE_RECORDED;
             }
@@ -304,11 +372,6 @@ impl Columns {
                 },
             };
             c.path_type.push(t);
-            if let Some(placeholder) = m.prefix_placeholder {
-                let h = m.hashes.map(|h| *h).unwrap_or_default();
-                c.placeholders
-                    .push((i, placeholder, m.file_mode, h.sha256, h.sha256_in_prefix));
-            }
         }
         c
     }

@@ -18,7 +18,7 @@ use crate::error::Error;
 use crate::pack::{Content, PackEntry, PackOptions, Packer, Progress, Source};
 use pyo3::exceptions::{PyKeyboardInterrupt, PyOSError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -118,18 +118,15 @@ fn index_env<'py>(
     d.set_item("path_type", PyBytes::new(py, &cols.path_type))?;
     d.set_item("path_types", &cols.path_types)?;
     d.set_item("shared_inodes", PyBytes::new(py, &shared))?;
-    let intern = |s: &str| PyString::intern(py, s);
-    let facts = PyList::empty(py);
-    for (i, placeholder, mode, sha, sha_in) in &cols.placeholders {
-        facts.append((
-            *i,
-            intern(placeholder),
-            mode.as_deref().map(intern),
-            sha,
-            sha_in,
-        ))?;
-    }
-    d.set_item("placeholders", facts)?;
+    let ph = &cols.with_placeholder;
+    let ne32 = |v: &[u32]| v.iter().flat_map(|x| x.to_ne_bytes()).collect::<Vec<u8>>();
+    let p = PyDict::new(py);
+    p.set_item("entry", PyBytes::new(py, &ne64(&ph.entry)))?;
+    p.set_item("placeholder", PyBytes::new(py, &ne32(&ph.placeholder)))?;
+    p.set_item("mode", PyBytes::new(py, &ne32(&ph.mode)))?;
+    p.set_item("strings", &ph.strings)?;
+    p.set_item("hashes", PyBytes::new(py, &ph.hashes))?;
+    d.set_item("placeholders", p)?;
     drop(cols);
     drop(packages_found);
     // The index's tens of megabytes are free now; give them back before packing starts.

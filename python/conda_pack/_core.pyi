@@ -20,11 +20,14 @@ def index_env(
     - ``kind`` (bytes): ``f``, ``l``, ``d``, ``o`` on disk, ``-`` for a missing recorded path.
     - ``size`` (native u64s): the record's size for recorded files (0 if none), else on disk.
     - ``flags`` (bytes): 1 the record gives the size; 2 unrecorded bytecode of a recorded
-      source.
+      source; 4 the record names a placeholder; 8 and 16 it gives sha256 and
+      sha256_in_prefix.
     - ``path_type`` (bytes): 1 + index into ``path_types`` (list of str), 0 for none.
     - ``shared_inodes`` (native u64s): inodes of regular files found under several names.
-    - ``placeholders``: ``[(entry, prefix_placeholder, file_mode, sha256,
-      sha256_in_prefix)]`` for recorded paths that name a placeholder.
+    - ``placeholders``: a dict of columns over the entries with flag 4, in order:
+      ``entry`` (u64s), ``placeholder`` (u32 index into ``strings``), ``mode`` (u32,
+      1 + index into ``strings``, 0 for none), ``strings`` (list of str), ``hashes``
+      (bytes: 32 of sha256 then 32 of sha256_in_prefix per entry, zeros where absent).
     """
 
 def replace_prefix(data: bytes, mode: str, old: bytes, new: bytes) -> bytes:

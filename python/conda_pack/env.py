@@ -15,6 +15,7 @@ from .files import (
     CHECK_SIZE,
     IS_CONDA,
     PLACEHOLDER,
+    PLACEHOLDER_RECORDED,
     SIZE_RECORDED,
     UNKNOWN,
     EnvColumns,
@@ -179,7 +180,6 @@ def read_files(
     cols = EnvColumns(prefix, columns, packages)
     kinds, flags, type_of = columns["kind"], columns["flags"], columns["path_type"]
     type_names = [None, *columns["path_types"]]
-    recorded = cols.placeholders
     package, info, special = cols.package, cols.info, cols.special
     # The paths, decoded at once: a transient list, gone before any byte is packed.
     paths = cols.paths.decode("utf-8", "surrogateescape").split("\0")
@@ -227,11 +227,11 @@ def read_files(
                 special[e] = f
                 keep(e)
                 continue
-        if e in recorded:
-            placeholder = recorded[e][0]
+        if flags[e] & PLACEHOLDER_RECORDED:
+            placeholder = True
         elif pkg.legacy and path in pkg.legacy:
-            placeholder, mode = pkg.legacy[path]
-            recorded[e] = (placeholder, mode, None, None)
+            placeholder = pkg.legacy[path][0]
+            cols.legacy[e] = pkg.legacy[path]
         else:
             placeholder = None
         if placeholder:

@@ -4,6 +4,7 @@ sequence of them an environment is loaded into."""
 from __future__ import annotations
 
 from array import array
+from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
 
 from .metadata import Package
@@ -102,8 +103,10 @@ CHECK_SIZE = 2
 UNKNOWN = 4
 #: index_env's flag: the record gives the file's size.
 SIZE_RECORDED = 1
-#: The file holds a placeholder: its facts are in ``EnvColumns.placeholders``.
+#: The file holds a placeholder (``EnvColumns.placeholder_facts``).
 PLACEHOLDER = 8
+#: index_env's flags: the record names a placeholder; gives sha256; gives sha256_in_prefix.
+PLACEHOLDER_RECORDED, SHA256, SHA256_IN_PREFIX = 4, 8, 16
 
 
 class EnvColumns:
@@ -121,7 +124,12 @@ class EnvColumns:
         "packages",
         "info",
         "flags",
-        "placeholders",
+        "ph_entry",
+        "ph_text",
+        "ph_mode",
+        "ph_strings",
+        "ph_hashes",
+        "legacy",
         "special",
         "shared_inodes",
     )
@@ -136,8 +144,15 @@ class EnvColumns:
         self.packages = packages
         self.info = bytearray(len(self.ends))
         self.flags: bytes = columns["flags"]
-        #: ``(placeholder, file_mode, sha256, sha256_in_prefix)`` by entry.
-        self.placeholders: dict[int, tuple] = {t[0]: t[1:] for t in columns["placeholders"]}
+        ph = columns["placeholders"]
+        #: The entries whose record names a placeholder, and its facts (see _core.pyi).
+        self.ph_entry = memoryview(ph["entry"]).cast("Q")
+        self.ph_text = memoryview(ph["placeholder"]).cast("I")
+        self.ph_mode = memoryview(ph["mode"]).cast("I")
+        self.ph_strings: list[str] = ph["strings"]
+        self.ph_hashes: bytes = ph["hashes"]
+        #: ``(placeholder, file_mode)`` from a package's legacy ``info/has_prefix``.
+        self.legacy: dict[int, tuple[str, str]] = {}
         self.special: dict[int, File] = {}
         #: Inodes found under several names here (native u64s): the packer need only
         #: remember these to store hard links.
@@ -146,6 +161,21 @@ class EnvColumns:
     def target(self, e: int) -> str:
         start = self.ends[e - 1] + 1 if e else 0
         return self.paths[start : self.ends[e]].decode("utf-8", "surrogateescape")
+
+    def placeholder_facts(self, e: int) -> tuple:
+        """``(placeholder, file_mode, sha256, sha256_in_prefix)`` of entry ``e``."""
+        if e in self.legacy:
+            return (*self.legacy[e], None, None)
+        k = bisect_left(self.ph_entry, e)
+        mode = self.ph_mode[k]
+        flags = self.flags[e]
+        h = self.ph_hashes[64 * k : 64 * k + 64]
+        return (
+            self.ph_strings[self.ph_text[k]],
+            self.ph_strings[mode - 1] if mode else None,
+            h[:32].hex() if flags & SHA256 else None,
+            h[32:].hex() if flags & SHA256_IN_PREFIX else None,
+        )
 
     def file(self, e: int) -> File:
         f = self.special.get(e)
@@ -156,7 +186,7 @@ class EnvColumns:
         target = self.target(e)
         package = self.packages[pkg] if pkg >= 0 else None
         if info & PLACEHOLDER:
-            placeholder, mode, sha, sha_in = self.placeholders[e]
+            placeholder, mode, sha, sha_in = self.placeholder_facts(e)
             size = self.size[e]
             f = File._in_env(self.root, target, True, mode or "text", placeholder, size, package)
             expected = size if self.flags[e] & SIZE_RECORDED else None
