@@ -1,8 +1,8 @@
 """Unpacking: each tool's default tar.gz, extracted with ``tar -xzf`` into a fresh directory,
 then that archive's own ``bin/conda-unpack`` run there (ours vs 0.9.2's), timed separately.
-Between the two, ``sync`` (untimed) writes the extracted gigabytes out: otherwise whichever
-conda-unpack runs next pays for the writeback of the extraction before it, and the times
-measure the disk, not the tool.
+Before each conda-unpack, ``sync`` (untimed) writes out what came before it (the extracted
+gigabytes, or the other tool's rewritten files): otherwise whichever conda-unpack runs next
+pays for that writeback, and the times measure the disk, not the tool.
 
 ``conda-unpack`` runs the way the docs say, with the unpacked env's ``bin`` first on ``PATH``
 (as after ``source bin/activate``): both scripts then run on the env's own Python.
@@ -47,6 +47,9 @@ def test_unpack(benchmark, scale_env, ours, cp092, workdir, results, rounds, sys
 
     def unpack(name: str) -> None:
         env = dict(os.environ, PATH=f"{dest(name) / 'bin'}{os.pathsep}{os.environ['PATH']}")
+        # Whatever ran just before (the other tool's conda-unpack, in half of the rounds)
+        # may have left dirty pages; written back during this run, they would be timed.
+        subprocess.run(["sync"], check=True)
         try:
             run = measure([str(dest(name) / "bin" / "conda-unpack")], env=env)
         except CommandFailed as exc:
