@@ -4,6 +4,7 @@
 
 use super::blocks::{wait, Codec, Pipeline, Ticket};
 use super::deflate;
+use super::zstd::ZstdWriter;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 
@@ -11,7 +12,6 @@ use std::io::{self, BufWriter, Write};
 /// an empty window costs little ratio (about 0.3%), small enough to keep every core busy.
 pub const GZIP_BLOCK: usize = 1 << 20;
 const OUT_BUFFER: usize = 1 << 20;
-const ZSTD_JOB: u32 = 4 << 20;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compression {
@@ -26,7 +26,7 @@ pub enum Compression {
 pub enum Encoder {
     Plain(BufWriter<File>),
     Blocks(BlockWriter),
-    Zstd(zstd::stream::write::Encoder<'static, BufWriter<File>>),
+    Zstd(ZstdWriter),
     Xz(liblzma::write::XzEncoder<BufWriter<File>>),
 }
 
@@ -42,19 +42,7 @@ impl Encoder {
             Compression::None => Encoder::Plain(out),
             Compression::Gzip(level) => Encoder::Blocks(BlockWriter::gzip(out, level, threads)),
             Compression::Bzip2(level) => Encoder::Blocks(BlockWriter::bzip2(out, level, threads)),
-            Compression::Zstd(level) => {
-                let mut enc = zstd::stream::write::Encoder::new(out, level)?;
-                // Always the multithreaded mode, even with one worker: its output does not
-                // depend on the worker count, unlike the single-threaded mode's.
-                enc.multithread(threads as u32)?;
-                // zstd's default job is 4 windows (8 MiB at level 3), and every worker
-                // holds a job's input and output at once. A fixed 4 MiB job saves ~25 MB
-                // for 0.3% of ratio (measured with `zstd -3 -T2 -B4M` on a 1 GB env), and
-                // being fixed, keeps the output the same for every worker count.
-                enc.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB))?;
-                enc.include_checksum(true)?;
-                Encoder::Zstd(enc)
-            }
+            Compression::Zstd(level) => Encoder::Zstd(ZstdWriter::new(out, level, threads)?),
             Compression::Xz(level) => {
                 let stream = liblzma::stream::MtStreamBuilder::new()
                     .threads(threads as u32)

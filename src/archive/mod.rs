@@ -6,6 +6,7 @@ mod deflate;
 mod dir;
 mod tar;
 mod zip;
+mod zstd;
 
 pub use compress::{Compression, Encoder};
 pub use dir::DirArchive;
