@@ -7,7 +7,7 @@
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 /// Turns one block into compressed output.
@@ -42,13 +42,16 @@ pub struct Pipeline<C: Codec, M: Send + 'static, R: Send + 'static> {
     consumer: Option<JoinHandle<io::Result<R>>>,
     /// Emptied blocks come back here for reuse, so large allocations are not repeated.
     spare: (Sender<Vec<u8>>, Receiver<Vec<u8>>),
+    /// Why the consumer stopped, if it failed: the producer reports that (say, "No space
+    /// left on device") rather than that it could not hand over the next block.
+    failure: Arc<Mutex<Option<(io::ErrorKind, String)>>>,
 }
 
 impl<C: Codec, M: Send + 'static, R: Send + 'static> Pipeline<C, M, R> {
     /// Start `threads` workers and the consumer, which drains the ticket queue.
     pub fn new<F>(codec: C, threads: usize, consume: F) -> Self
     where
-        F: FnOnce(Receiver<Ticket<C::Out, M>>) -> io::Result<R> + Send + 'static,
+        F: FnOnce(&Receiver<Ticket<C::Out, M>>) -> io::Result<R> + Send + 'static,
     {
         let threads = threads.max(1);
         let codec = Arc::new(codec);
@@ -76,9 +79,21 @@ impl<C: Codec, M: Send + 'static, R: Send + 'static> Pipeline<C, M, R> {
                     .expect("spawn compression worker")
             })
             .collect();
+        let failure = Arc::new(Mutex::new(None));
+        let failed = Arc::clone(&failure);
         let consumer = std::thread::Builder::new()
             .name("conda-pack-output".into())
-            .spawn(move || consume(order_rx))
+            .spawn(move || {
+                let result = consume(&order_rx);
+                if let Err(e) = &result {
+                    // Recorded while the queue is still open: a producer finding it closed
+                    // finds the reason here.
+                    *failed.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some((e.kind(), e.to_string()));
+                }
+                drop(order_rx);
+                result
+            })
             .expect("spawn output thread");
         Pipeline {
             jobs: Some(jobs),
@@ -86,6 +101,15 @@ impl<C: Codec, M: Send + 'static, R: Send + 'static> Pipeline<C, M, R> {
             workers,
             consumer: Some(consumer),
             spare,
+            failure,
+        }
+    }
+
+    /// The error for a queue the consumer has closed: its own, when it failed.
+    fn stopped(&self) -> io::Error {
+        match &*self.failure.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some((kind, message)) => io::Error::new(*kind, message.clone()),
+            None => io::Error::other("compression stopped"),
         }
     }
 
@@ -106,17 +130,16 @@ impl<C: Codec, M: Send + 'static, R: Send + 'static> Pipeline<C, M, R> {
     /// Queue a block that may end its stream (`last`), for codecs that distinguish it.
     pub fn submit_block(&self, data: Vec<u8>, last: bool) -> io::Result<()> {
         let (reply, rx) = bounded(1);
-        let stopped = || io::Error::other("compression stopped");
         self.order
             .as_ref()
             .expect("open")
             .send(Ticket::Block(rx))
-            .map_err(|_| stopped())?;
+            .map_err(|_| self.stopped())?;
         self.jobs
             .as_ref()
             .expect("open")
             .send(Job { data, last, reply })
-            .map_err(|_| stopped())
+            .map_err(|_| self.stopped())
     }
 
     pub fn mark(&self, m: M) -> io::Result<()> {
@@ -124,7 +147,7 @@ impl<C: Codec, M: Send + 'static, R: Send + 'static> Pipeline<C, M, R> {
             .as_ref()
             .expect("open")
             .send(Ticket::Mark(m))
-            .map_err(|_| io::Error::other("compression stopped"))
+            .map_err(|_| self.stopped())
     }
 
     /// Wait for every block to be consumed; returns the consumer's result.
@@ -159,4 +182,32 @@ impl<C: Codec, M: Send + 'static, R: Send + 'static> Drop for Pipeline<C, M, R> 
 pub fn wait<O>(rx: Receiver<io::Result<O>>) -> io::Result<O> {
     rx.recv()
         .unwrap_or_else(|_| Err(io::Error::other("compression worker stopped")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Copy;
+    impl Codec for Copy {
+        type Out = Vec<u8>;
+        fn compress(&self, data: &[u8]) -> io::Result<Vec<u8>> {
+            Ok(data.to_vec())
+        }
+    }
+
+    #[test]
+    fn a_failed_consumer_reports_its_own_error_to_the_producer() {
+        let pipe: Pipeline<Copy, (), ()> = Pipeline::new(Copy, 2, |rx| {
+            let _first = rx.recv();
+            Err(io::Error::new(io::ErrorKind::StorageFull, "disk full"))
+        });
+        // The queues hold a few blocks; the producer notices within a bounded number.
+        let err = (0..100)
+            .find_map(|_| pipe.submit(vec![0; 16]).err())
+            .expect("submit fails once the consumer is gone");
+        assert_eq!(err.kind(), io::ErrorKind::StorageFull);
+        assert_eq!(err.to_string(), "disk full");
+        assert_eq!(pipe.finish().unwrap_err().to_string(), "disk full");
+    }
 }

@@ -213,7 +213,7 @@ impl Archive for ZipArchive {
 /// The output thread: headers, compressed blocks and the central directory, in order.
 fn write_zip(
     file: File,
-    rx: crossbeam_channel::Receiver<Ticket<Block, Mark>>,
+    rx: &crossbeam_channel::Receiver<Ticket<Block, Mark>>,
     zip64: bool,
 ) -> io::Result<()> {
     let mut out = BufWriter::with_capacity(1 << 20, file);
