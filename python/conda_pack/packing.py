@@ -207,6 +207,12 @@ def staged_output(output: str, directory: bool) -> Iterator[str]:
             _replace_dir(tmp, output)
         else:
             os.replace(tmp, output)
+    except CondaPackException as e:
+        _remove(tmp)
+        # The staging name is ours, not the user's: name the output they asked for.
+        if tmp in str(e):
+            raise CondaPackException(str(e).replace(tmp, output)) from e
+        raise
     except BaseException:
         _remove(tmp)
         raise
