@@ -218,7 +218,8 @@ pub struct Columns {
     pub kind: Vec<u8>,
     /// The record's size for recorded files (0 if it has none), else the size on disk.
     pub size: Vec<u64>,
-    /// [`SIZE_RECORDED`] and [`BYTECODE_OF_RECORDED`] bits.
+    /// [`SIZE_RECORDED`], [`BYTECODE_OF_RECORDED`], [`PLACEHOLDER`], [`SHA256`] and
+    /// [`SHA256_IN_PREFIX`] bits.
     pub flags: Vec<u8>,
     /// 1 + index into `path_types`, 0 when the record gives none.
     pub path_type: Vec<u8>,
@@ -239,24 +240,19 @@ pub struct PlaceholderColumns {
     pub strings: Vec<String>,
     /// sha256 then sha256_in_prefix, 32 bytes each (zeros where the flag says absent).
     pub hashes: Vec<u8>,
+    /// Where each of `strings` is.
+    index: HashMap<String, u32>,
 }
 
 impl PlaceholderColumns {
-    fn push(
-        &mut self,
-        entry: usize,
-        placeholder: &str,
-        mode: Option<&str>,
-        h: &Hashes,
-        seen: &mut HashMap<String, u32>,
-    ) -> u8 {
+    fn push(&mut self, entry: usize, placeholder: &str, mode: Option<&str>, h: &Hashes) -> u8 {
         let mut id = |s: &str| -> u32 {
-            if let Some(&k) = seen.get(s) {
+            if let Some(&k) = self.index.get(s) {
                 return k;
             }
             self.strings.push(s.to_string());
             let k = self.strings.len() as u32 - 1;
-            seen.insert(s.to_string(), k);
+            self.index.insert(s.to_string(), k);
             k
         };
         let text = id(placeholder);
@@ -266,7 +262,7 @@ impl PlaceholderColumns {
         self.mode.push(mode);
         let mut flags = PLACEHOLDER;
         for (digest, bit) in [(&h.sha256, SHA256), (&h.sha256_in_prefix, SHA256_IN_PREFIX)] {
-            match digest.as_deref().and_then(parse_sha256) {
+            match digest.as_deref().and_then(meta::parse_sha256) {
                 Some(d) => {
                     self.hashes.extend_from_slice(&d);
                     flags |= bit;
@@ -276,20 +272,6 @@ impl PlaceholderColumns {
         }
         flags
     }
-}
-
-/// A hex sha256; anything else counts as no hash (as a wrong length always did).
-fn parse_sha256(s: &str) -> Option<[u8; 32]> {
-    let s = s.as_bytes();
-    if s.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        let pair = std::str::from_utf8(&s[2 * i..2 * i + 2]).ok()?;
-        *b = u8::from_str_radix(pair, 16).ok()?;
-    }
-    Some(out)
 }
 
 /// The record gives the file's size (`size` is then the package's, to check against).
@@ -331,7 +313,6 @@ impl Columns {
             ..Columns::default()
         };
         let mut type_index: HashMap<String, u8> = HashMap::new();
-        let mut seen: HashMap<String, u32> = HashMap::new();
         for (i, (e, compiled)) in entries.into_iter().zip(compiled).enumerate() {
             c.paths.extend_from_slice(e.path.as_os_str().as_bytes());
             c.ends.push(c.paths.len() as u64);
@@ -348,7 +329,7 @@ impl Columns {
             if let Some(placeholder) = m.prefix_placeholder.as_deref().filter(|p| !p.is_empty()) {
                 let h = m.hashes.as_deref().cloned().unwrap_or_default();
                 let mode = m.file_mode.as_deref();
-                flags |= c.with_placeholder.push(i, placeholder, mode, &h, &mut seen);
+                flags |= c.with_placeholder.push(i, placeholder, mode, &h);
             }
             if m.size_in_bytes.is_some() {
                 flags |= SIZE_RECORDED;

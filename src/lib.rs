@@ -175,17 +175,15 @@ fn parse_shebang<'py>(
     prefix::parse_shebang(data).map(|s| (PyBytes::new(py, s.exe), PyBytes::new(py, s.options)))
 }
 
+/// A File's sha256: none when absent or not 64 long (as in old records), an error when
+/// 64 long but not hex.
 fn hex32(s: Option<String>) -> PyResult<Option<[u8; 32]>> {
-    let Some(s) = s else { return Ok(None) };
-    let mut out = [0u8; 32];
-    if s.len() != 64 {
-        return Ok(None);
+    match s {
+        Some(s) if s.len() == 64 => meta::parse_sha256(&s)
+            .map(Some)
+            .ok_or_else(|| PyValueError::new_err(format!("bad sha256 {s:?}"))),
+        _ => Ok(None),
     }
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16)
-            .map_err(|_| PyValueError::new_err(format!("bad sha256 {s:?}")))?;
-    }
-    Ok(Some(out))
 }
 
 /// `(mode, env_prefix, placeholder, size, sha256, sha256_in_prefix, cache_path, verify_only)`

@@ -68,6 +68,20 @@ pub struct Hashes {
     pub sha256_in_prefix: Option<String>,
 }
 
+/// A hex sha256 as bytes; None for anything else.
+pub fn parse_sha256(s: &str) -> Option<[u8; 32]> {
+    let s = s.as_bytes();
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        let pair = std::str::from_utf8(&s[2 * i..2 * i + 2]).ok()?;
+        *b = u8::from_str_radix(pair, 16).ok()?;
+    }
+    Some(out)
+}
+
 /// A path's record, kept small: hashes only where a placeholder will be restored, and one
 /// shared string per distinct placeholder.
 #[derive(Debug, Clone, Default)]
@@ -280,6 +294,17 @@ pub fn rewrite_record(bytes: &[u8], path: &Path) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sha256_is_64_hex_digits_or_nothing() {
+        let hex = "00ff".repeat(16);
+        assert_eq!(parse_sha256(&hex).unwrap()[..2], [0x00, 0xff]);
+        assert_eq!(parse_sha256(&hex.to_uppercase()), parse_sha256(&hex));
+        assert_eq!(parse_sha256(&hex[2..]), None);
+        assert_eq!(parse_sha256(&"zz".repeat(32)), None);
+        // 64 bytes, but a character straddles a digit pair: no panic, no hash.
+        assert_eq!(parse_sha256(&format!("0{}", "é".repeat(31) + "0")), None);
+    }
 
     #[test]
     fn blanks_machine_paths_and_sorts_keys() {
