@@ -98,6 +98,16 @@ libdeflate_deflate_compress_sync(struct libdeflate_compressor *compressor,
 				 void *out, size_t out_nbytes_avail);
 
 /*
+ * conda-pack addition: from now on, the greedy levels (2 to 4) index only the
+ * last positions of matches longer than 'max_insert_length' bytes, as zlib's
+ * fast levels do: much less time in the match finder for slightly larger output
+ * (about 0.5% at 16 on conda environments).  Other levels ignore it.
+ */
+LIBDEFLATEAPI void
+libdeflate_set_max_insert_length(struct libdeflate_compressor *compressor,
+				 unsigned max_insert_length);
+
+/*
  * libdeflate_deflate_compress_bound() returns a worst-case upper bound on the
  * number of bytes of compressed data that may be produced by compressing any
  * buffer of length less than or equal to 'in_nbytes' using

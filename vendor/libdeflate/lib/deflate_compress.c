@@ -162,6 +162,12 @@
 /******************************************************************************/
 
 /* Include the needed matchfinders. */
+/*
+ * conda-pack: how many positions at the end of a long match the greedy
+ * compressor still indexes, when libdeflate_set_max_insert_length() is in force
+ */
+#define MAX_INSERT_TAIL		2
+
 #define MATCHFINDER_WINDOW_ORDER	DEFLATE_WINDOW_ORDER
 #include "hc_matchfinder.h"
 #include "ht_matchfinder.h"
@@ -468,6 +474,12 @@ struct libdeflate_compressor {
 
 	/* conda-pack: mark no block final (set by libdeflate_deflate_compress_sync) */
 	bool no_final_block;
+
+	/*
+	 * conda-pack: the greedy compressor indexes only the last MAX_INSERT_TAIL
+	 * positions of matches longer than this (libdeflate_set_max_insert_length)
+	 */
+	unsigned max_insert_length;
 
 	/*
 	 * The maximum search depth: consider at most this many potential
@@ -2583,12 +2595,32 @@ deflate_compress_greedy(struct libdeflate_compressor * restrict c,
 				/* Match found */
 				deflate_choose_match(c, length, offset, true,
 						     &seq);
-				hc_matchfinder_skip_bytes(&c->p.g.hc_mf,
-							  &in_cur_base,
-							  in_next + 1,
-							  in_end,
-							  length - 1,
-							  next_hashes);
+				/*
+				 * conda-pack: index only the last positions of
+				 * a long match (libdeflate_set_max_insert_length).
+				 */
+				if (length > c->max_insert_length) {
+					u32 jumped = length - 1 - MAX_INSERT_TAIL;
+
+					hc_matchfinder_jump(&c->p.g.hc_mf,
+							    &in_cur_base,
+							    in_next + 1,
+							    in_end, jumped,
+							    next_hashes);
+					hc_matchfinder_skip_bytes(&c->p.g.hc_mf,
+								  &in_cur_base,
+								  in_next + 1 + jumped,
+								  in_end,
+								  MAX_INSERT_TAIL,
+								  next_hashes);
+				} else {
+					hc_matchfinder_skip_bytes(&c->p.g.hc_mf,
+								  &in_cur_base,
+								  in_next + 1,
+								  in_end,
+								  length - 1,
+								  next_hashes);
+				}
 				in_next += length;
 			} else {
 				/* No match found */
@@ -3925,6 +3957,7 @@ libdeflate_alloc_compressor_ex(int compression_level,
 
 	c->compression_level = compression_level;
 	c->no_final_block = false;
+	c->max_insert_length = ~0U;
 
 	/*
 	 * The higher the compression level, the more we should bother trying to
@@ -4086,6 +4119,13 @@ libdeflate_deflate_compress(struct libdeflate_compressor *c,
  * pieces then concatenate into one DEFLATE stream, which is how parallel gzip
  * writers make a single gzip member; the writer closes it with a final empty block.
  */
+LIBDEFLATEAPI void
+libdeflate_set_max_insert_length(struct libdeflate_compressor *c,
+				 unsigned max_insert_length)
+{
+	c->max_insert_length = MAX(max_insert_length, MAX_INSERT_TAIL + 1);
+}
+
 LIBDEFLATEAPI size_t
 libdeflate_deflate_compress_sync(struct libdeflate_compressor *c,
 				 const void *in, size_t in_nbytes,

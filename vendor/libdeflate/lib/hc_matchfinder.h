@@ -398,4 +398,37 @@ hc_matchfinder_skip_bytes(struct hc_matchfinder * const mf,
 	next_hashes[1] = hash4;
 }
 
+/*
+ * conda-pack addition: move the matchfinder past 'count' positions without
+ * indexing them (zlib's fast levels do the same inside long matches), then set
+ * 'next_hashes' for the position after them.  Chains only ever link indexed
+ * positions, so the stale next_tab[] entries of skipped ones are never read.
+ */
+static forceinline void
+hc_matchfinder_jump(struct hc_matchfinder * const mf,
+		    const u8 ** const in_base_p,
+		    const u8 *in_next,
+		    const u8 * const in_end,
+		    const u32 count,
+		    u32 * const next_hashes)
+{
+	u32 next_hashseq;
+
+	/* As in hc_matchfinder_skip_bytes(): nothing to index near the end. */
+	if (unlikely(count + 5 > in_end - in_next))
+		return;
+	in_next += count;
+	/*
+	 * The window slides when a position reaches its size; a jump (at most
+	 * one match long) can pass that position, so slide here instead.
+	 */
+	if (in_next - *in_base_p >= MATCHFINDER_WINDOW_SIZE) {
+		hc_matchfinder_slide_window(mf);
+		*in_base_p += MATCHFINDER_WINDOW_SIZE;
+	}
+	next_hashseq = get_unaligned_le32(in_next);
+	next_hashes[0] = lz_hash(next_hashseq & 0xFFFFFF, HC_MATCHFINDER_HASH3_ORDER);
+	next_hashes[1] = lz_hash(next_hashseq, HC_MATCHFINDER_HASH4_ORDER);
+}
+
 #endif /* LIB_HC_MATCHFINDER_H */
