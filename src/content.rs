@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 /// Chunk size for streaming large files through the passes.
 const CHUNK: usize = 1 << 20;
@@ -180,6 +181,8 @@ pub fn prepare(
     let mut mat = env.clone();
     let mut current: Vec<u8> = spec.probe.clone().unwrap_or_default();
     let mut mode: Option<Mode> = None;
+    // What the pass that verified a restore learned about its bytes, to spare a pass.
+    let mut restored_facts: Option<Measured> = None;
 
     if let Some(r) = &spec.restore {
         mode = Some(r.mode);
@@ -195,8 +198,9 @@ pub fn prepare(
             Ok(_) if r.verify_only && env.measure(Probe::find(&r.placeholder))?.count == 0 => {
                 report.outcome = Some(Outcome::Verified)
             }
-            Ok(restored) => {
+            Ok((restored, facts)) => {
                 mat = restored;
+                restored_facts = Some(facts);
                 current = r.placeholder.clone();
                 report.outcome = Some(Outcome::Restored);
             }
@@ -221,7 +225,10 @@ pub fn prepare(
         }
     }
 
-    let found = mat.measure(Probe::find(&current))?;
+    let found = match restored_facts {
+        Some(facts) => facts,
+        None => mat.measure(Probe::find(&current))?,
+    };
     report.binary = match mode {
         Some(m) => m == Mode::Binary,
         None => found.nul,
@@ -278,23 +285,25 @@ pub fn prepare(
     } else {
         found.size
     };
+    drop(env); // so the body takes the bytes over instead of copying them
     Ok((mat.into_body(size), report))
 }
 
-/// Restore the placeholder and check the result against the package's records.
+/// Restore the placeholder and check the result against the package's records. Also
+/// returns the restored bytes' facts with the placeholder as needle (what `prepare`
+/// measures next), gathered in the same pass as the hash.
 fn try_restore(
     env: &Material,
     env_size: u64,
     step: Step,
     r: &Restore,
-) -> std::result::Result<Material, String> {
+) -> std::result::Result<(Material, Measured), String> {
     let mut mat = env.clone();
     mat.push(step).map_err(relocation_message)?;
-    let probe = if r.sha256.is_some() {
-        Probe::hash()
-    } else {
-        Probe::default()
-    };
+    let mut probe = Probe::find(&r.placeholder);
+    if r.sha256.is_some() {
+        probe.sha = Some(Sha256::new());
+    }
     let m = mat.measure(probe).map_err(relocation_message)?;
     // Installers disagree on `size_in_bytes` for files with a prefix (conda records the
     // package's size, rattler the installed one), so the hash decides when there is one.
@@ -310,7 +319,7 @@ fn try_restore(
             ));
         }
     }
-    Ok(mat)
+    Ok((mat, m))
 }
 
 fn relocation_message(e: Error) -> String {
@@ -339,9 +348,11 @@ fn cached_copy(cache: &Path, r: &Restore, inline: bool) -> Result<Option<Materia
 }
 
 /// Bytes under construction: in memory with steps applied, or a file plus steps to apply.
+/// Clones share the bytes: `prepare` keeps the installed file beside each candidate, and
+/// copying a many-megabyte binary to start a candidate cost more than hashing it.
 #[derive(Clone)]
 enum Material {
-    Mem { path: PathBuf, data: Vec<u8> },
+    Mem { path: PathBuf, data: Rc<Vec<u8>> },
     File { path: PathBuf, steps: Vec<Step> },
 }
 
@@ -350,7 +361,7 @@ impl Material {
         if inline {
             Ok(Material::Mem {
                 path: path.to_path_buf(),
-                data: std::fs::read(path).at(path)?,
+                data: Rc::new(std::fs::read(path).at(path)?),
             })
         } else {
             Ok(Material::File {
@@ -376,7 +387,7 @@ impl Material {
                         message: e.to_string(),
                     }
                 })?;
-                *data = out;
+                *data = Rc::new(out);
             }
             Material::File { steps, .. } => steps.push(step),
         }
@@ -396,7 +407,10 @@ impl Material {
 
     fn into_body(self, size: u64) -> Body {
         match self {
-            Material::Mem { data, .. } => Body::Mem(data),
+            // The only owner unless the caller still holds a clone.
+            Material::Mem { data, .. } => {
+                Body::Mem(Rc::try_unwrap(data).unwrap_or_else(|shared| (*shared).clone()))
+            }
             Material::File { path, steps } => Body::File { path, steps, size },
         }
     }
