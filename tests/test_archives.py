@@ -117,6 +117,24 @@ def test_long_and_unicode_names_roundtrip(make_env, tmp_path):
         assert os.readlink(root / "share" / "long-link") == "../" + "x" * 150
 
 
+@pytest.mark.parametrize("fmt", ["tar.gz", "zip"])
+def test_already_compressed_files_roundtrip_without_growing(make_env, tmp_path, fmt):
+    """Deflate stores blocks of compressed data (jars, wheels) instead of compressing them
+    again; the bytes still come back, and text around them is still compressed."""
+    env = make_env(["cprog"])
+    jar = zlib.compress(os.urandom(3 << 20), 1)
+    (env / "share").mkdir(exist_ok=True)
+    (env / "share" / "lib.jar").write_bytes(jar)
+    text = b"".join(b"line %d of a conda environment\n" % i for i in range(100_000))
+    (env / "share" / "notes.txt").write_bytes(text)
+    out = pack(env, tmp_path / ("o." + fmt))
+    root = extract(out, tmp_path / "x", fmt)
+    assert (root / "share" / "lib.jar").read_bytes() == jar
+    assert (root / "share" / "notes.txt").read_bytes() == text
+    # Stored, the jar costs its size plus framing; the text shrinks at least 4x.
+    assert out.stat().st_size < len(jar) * 1.01 + len(text) / 4 + (1 << 20)
+
+
 @pytest.mark.parametrize("fmt", ["tar.zst", "tar.xz", "tar.gz", "tar.bz2"])
 def test_compress_level_is_honoured(nopython_env, full_env, tmp_path, fmt):
     # bzip2's level is its block size: only data larger than 100 kB shows it.
