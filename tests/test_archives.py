@@ -168,6 +168,20 @@ def test_write_failure_fails_the_run_and_leaves_nothing(full_env, tmp_path, fmt)
 
 
 @pytest.mark.slow
+def test_staging_name_in_an_error_becomes_the_output_keeping_class_and_cause(tmp_path):
+    from conda_pack.errors import PackIOError
+    from conda_pack.packing import staged_output
+
+    out = str(tmp_path / "env.tar")
+    cause = OSError(27, "File too large")
+    with pytest.raises(PackIOError) as info:
+        with staged_output(out, directory=False) as tmp:
+            raise PackIOError(f"{tmp}: File too large (os error 27)") from cause
+    assert str(info.value) == f"{out}: File too large (os error 27)"
+    assert info.value.__cause__ is cause
+    assert os.listdir(tmp_path) == []
+
+
 def test_file_over_8_gib_in_tar(make_env, tmp_path):
     env = make_env(["cprog"])
     big = env / "share" / "big.bin"

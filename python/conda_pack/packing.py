@@ -210,8 +210,9 @@ def staged_output(output: str, directory: bool) -> Iterator[str]:
     except CondaPackException as e:
         _remove(tmp)
         # The staging name is ours, not the user's: name the output they asked for.
+        # Same class (PackIOError stays catchable as such) and same cause (the OS error).
         if tmp in str(e):
-            raise CondaPackException(str(e).replace(tmp, output)) from e
+            raise type(e)(str(e).replace(tmp, output)) from (e.__cause__ or e)
         raise
     except BaseException:
         _remove(tmp)
