@@ -173,36 +173,30 @@ fn with_compressor<T>(
 /// and storing them lost 0.1% of their size (one mixed block of 200: 3%).
 fn incompressible(data: &[u8]) -> io::Result<bool> {
     const MIN: usize = 64 << 10;
-    if data.len() < MIN {
-        return Ok(false);
-    }
-    if sampled_entropy(data) < 7.9 {
+    if data.len() < MIN || sampled_entropy(data) < 7.9 {
         return Ok(false);
     }
     const SLICES: usize = 8;
     const SLICE: usize = 8 << 10;
     let mut out = 0;
-    for i in 0..SLICES {
-        let at = (data.len() - SLICE) * i / (SLICES - 1);
-        let slice = &data[at..at + SLICE];
+    for slice in spread(data, SLICES, SLICE) {
         out += with_compressor(libdeflate_level(1), |c| c.compress(slice, true))?.len();
     }
     Ok(out as f64 >= 0.98 * (SLICES * SLICE) as f64)
 }
 
-/// Order-0 entropy in bits per byte of 16 slices of 4 KiB spread over `data`.
+/// Order-0 entropy in bits per byte of 16 slices of 4 KiB spread over `data` (at least
+/// that long).
 fn sampled_entropy(data: &[u8]) -> f64 {
     const SLICES: usize = 16;
     const SLICE: usize = 4 << 10;
     let mut counts = [0u32; 256];
-    let slice = SLICE.min(data.len());
-    for i in 0..SLICES {
-        let at = (data.len() - slice) * i / (SLICES - 1);
-        for &b in &data[at..at + slice] {
+    for slice in spread(data, SLICES, SLICE) {
+        for &b in slice {
             counts[b as usize] += 1;
         }
     }
-    let total = (SLICES * slice) as f64;
+    let total = (SLICES * SLICE) as f64;
     counts
         .iter()
         .filter(|&&c| c > 0)
@@ -211,6 +205,15 @@ fn sampled_entropy(data: &[u8]) -> f64 {
             -p * p.log2()
         })
         .sum()
+}
+
+/// `count` (>= 2) slices of `len` bytes evenly spread over `data`, the first at its start
+/// and the last at its end.
+fn spread(data: &[u8], count: usize, len: usize) -> impl Iterator<Item = &[u8]> {
+    (0..count).map(move |i| {
+        let at = (data.len() - len) * i / (count - 1);
+        &data[at..at + len]
+    })
 }
 
 #[cfg(test)]
