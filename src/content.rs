@@ -10,6 +10,7 @@
 //! Small files are held in memory while this happens; larger ones are re-read for each
 //! pass instead, so memory stays bounded by buffers, not by file sizes.
 
+use crate::buffers;
 use crate::error::{Error, IoContext, Result};
 use crate::prefix::{self, Mode, ReplaceError};
 use memchr::memmem;
@@ -176,7 +177,7 @@ pub fn prepare(
     inline_limit: u64,
 ) -> Result<(Body, Report)> {
     let inline = size <= inline_limit;
-    let env = Material::open(path, inline)?;
+    let env = Material::open(path, size, inline)?;
     let mut report = Report::default();
     let mut mat = env.clone();
     let mut current: Vec<u8> = spec.probe.clone().unwrap_or_default();
@@ -195,7 +196,10 @@ pub fn prepare(
         match try_restore(&env, size, restore, r) {
             // Unless the placeholder itself is in the file (a user's own File naming its
             // build prefix): only the restored bytes relocate that.
-            Ok(_) if r.verify_only && env.measure(Probe::find(&r.placeholder))?.count == 0 => {
+            Ok((restored, _))
+                if r.verify_only && env.measure(Probe::find(&r.placeholder))?.count == 0 =>
+            {
+                restored.recycle();
                 report.outcome = Some(Outcome::Verified)
             }
             Ok((restored, facts)) => {
@@ -285,7 +289,7 @@ pub fn prepare(
     } else {
         found.size
     };
-    drop(env); // so the body takes the bytes over instead of copying them
+    env.recycle(); // so the body takes the bytes over instead of copying them
     Ok((mat.into_body(size), report))
 }
 
@@ -338,7 +342,7 @@ fn cached_copy(cache: &Path, r: &Restore, inline: bool) -> Result<Option<Materia
     if r.sha256.is_none() && r.size.is_some_and(|s| s != meta.len()) {
         return Ok(None);
     }
-    let mat = Material::open(cache, inline && meta.len() <= CHUNK as u64 * 64)?;
+    let mat = Material::open(cache, meta.len(), inline && meta.len() <= CHUNK as u64 * 64)?;
     if let Some(sha) = &r.sha256 {
         if mat.measure(Probe::hash())?.sha256.as_ref() != Some(sha) {
             return Ok(None);
@@ -357,11 +361,12 @@ enum Material {
 }
 
 impl Material {
-    fn open(path: &Path, inline: bool) -> Result<Material> {
+    /// `size`: what the file is expected to hold, to size its buffer.
+    fn open(path: &Path, size: u64, inline: bool) -> Result<Material> {
         if inline {
             Ok(Material::Mem {
                 path: path.to_path_buf(),
-                data: Rc::new(std::fs::read(path).at(path)?),
+                data: Rc::new(buffers::read_file(path, size).at(path)?),
             })
         } else {
             Ok(Material::File {
@@ -380,14 +385,16 @@ impl Material {
     fn push(&mut self, step: Step) -> Result<()> {
         match self {
             Material::Mem { path, data } => {
-                let mut out = Vec::with_capacity(data.len() + 256);
+                let mut out = buffers::take(data.len() + 256);
                 apply(&step, data, true, &mut out, &mut ShebangState::default()).map_err(|e| {
                     Error::Relocation {
                         path: path.clone(),
                         message: e.to_string(),
                     }
                 })?;
-                *data = Rc::new(out);
+                if let Ok(old) = Rc::try_unwrap(std::mem::replace(data, Rc::new(out))) {
+                    buffers::give(old);
+                }
             }
             Material::File { steps, .. } => steps.push(step),
         }
@@ -403,6 +410,15 @@ impl Material {
             })?,
         }
         Ok(probe.finish())
+    }
+
+    /// Done with: its buffer goes back to the pool unless a clone still shares it.
+    fn recycle(self) {
+        if let Material::Mem { data, .. } = self {
+            if let Ok(bytes) = Rc::try_unwrap(data) {
+                buffers::give(bytes);
+            }
+        }
     }
 
     fn into_body(self, size: u64) -> Body {
@@ -589,7 +605,8 @@ pub fn stream(
     let mut file = File::open(path).at(path)?;
     let mut carries: Vec<Vec<u8>> = vec![Vec::new(); steps.len()];
     let mut states: Vec<ShebangState> = steps.iter().map(|_| ShebangState::default()).collect();
-    let mut buf = vec![0u8; CHUNK];
+    let mut buf = buffers::take(CHUNK);
+    buf.resize(CHUNK, 0);
     loop {
         let n = read_full(&mut file, &mut buf).at(path)?;
         let is_last = n < buf.len();
@@ -617,6 +634,7 @@ pub fn stream(
             }
         }
         if is_last {
+            buffers::give(buf);
             return Ok(());
         }
     }

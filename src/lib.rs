@@ -3,6 +3,7 @@
 //! bridge, and mapping errors onto `conda_pack.errors`.
 
 pub mod archive;
+pub mod buffers;
 pub mod content;
 pub mod error;
 pub mod index;

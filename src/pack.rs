@@ -266,8 +266,9 @@ impl Sink {
                 let origin = Origin {
                     unchanged: unchanged.as_deref(),
                 };
-                self.archive().file(&meta, &body, origin)?;
-                Ok(body.len())
+                let len = body.len();
+                self.archive().file_owned(&meta, body, origin)?;
+                Ok(len)
             }
             Prepared::Symlink { meta, target } => {
                 let meta = full(&meta);
@@ -412,8 +413,7 @@ fn prepare(
 
 fn copy_body(path: &Path, size: u64) -> Result<Body> {
     if size <= COPY_INLINE {
-        let data = fs::read(path).at(path)?;
-        Ok(Body::Mem(data))
+        Ok(Body::Mem(crate::buffers::read_file(path, size).at(path)?))
     } else {
         Ok(Body::File {
             path: path.to_path_buf(),

@@ -4,6 +4,7 @@
 
 use super::blocks::{wait, Codec, Pipeline, Ticket};
 use super::deflate;
+use super::gather::GatherWriter;
 use super::zstd::ZstdWriter;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -24,7 +25,7 @@ pub enum Compression {
 
 /// A compressed (or plain) byte stream into a file.
 pub enum Encoder {
-    Plain(BufWriter<File>),
+    Plain(GatherWriter),
     Blocks(BlockWriter),
     Zstd(ZstdWriter),
     Xz(liblzma::write::XzEncoder<BufWriter<File>>),
@@ -32,14 +33,17 @@ pub enum Encoder {
 
 impl Encoder {
     pub fn plain(file: File) -> Encoder {
-        Encoder::Plain(BufWriter::with_capacity(OUT_BUFFER, file))
+        Encoder::Plain(GatherWriter::new(file))
     }
 
     pub fn new(file: File, compression: Compression, threads: usize) -> io::Result<Encoder> {
         let threads = threads.max(1);
+        if compression == Compression::None {
+            return Ok(Encoder::plain(file));
+        }
         let out = BufWriter::with_capacity(OUT_BUFFER, file);
         Ok(match compression {
-            Compression::None => Encoder::Plain(out),
+            Compression::None => unreachable!("handled above"),
             Compression::Gzip(level) => Encoder::Blocks(BlockWriter::gzip(out, level, threads)),
             Compression::Bzip2(level) => Encoder::Blocks(BlockWriter::bzip2(out, level, threads)),
             Compression::Zstd(level) => Encoder::Zstd(ZstdWriter::new(out, level, threads)?),
@@ -58,12 +62,27 @@ impl Encoder {
     /// Flush everything and write the stream's trailer.
     pub fn finish(self) -> io::Result<()> {
         let mut file = match self {
-            Encoder::Plain(w) => w,
+            Encoder::Plain(w) => return w.into_inner()?.flush(),
             Encoder::Blocks(b) => b.finish()?,
             Encoder::Zstd(e) => e.finish()?,
             Encoder::Xz(e) => e.finish()?,
         };
         file.flush()
+    }
+}
+
+impl Encoder {
+    /// Write `bytes`, taking the buffer over: a plain stream writes it without copying;
+    /// either way it goes back to the buffer pool.
+    pub fn put_owned(&mut self, bytes: Vec<u8>) -> io::Result<()> {
+        match self {
+            Encoder::Plain(w) => w.put_owned(bytes),
+            _ => {
+                self.write_all(&bytes)?;
+                crate::buffers::give(bytes);
+                Ok(())
+            }
+        }
     }
 }
 

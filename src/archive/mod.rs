@@ -4,6 +4,7 @@ mod blocks;
 mod compress;
 mod deflate;
 mod dir;
+mod gather;
 mod tar;
 mod zip;
 mod zstd;
@@ -33,6 +34,15 @@ pub struct Origin<'a> {
 
 pub trait Archive: Send {
     fn file(&mut self, meta: &Meta, body: &Body, origin: Origin<'_>) -> Result<()>;
+    /// [`Archive::file`], taking the body over: an archive that can write its buffer
+    /// without copying does; the buffer ends up back in the pool either way.
+    fn file_owned(&mut self, meta: &Meta, body: Body, origin: Origin<'_>) -> Result<()> {
+        self.file(meta, &body, origin)?;
+        if let Body::Mem(bytes) = body {
+            crate::buffers::give(bytes);
+        }
+        Ok(())
+    }
     fn symlink(&mut self, meta: &Meta, target: &[u8]) -> Result<()>;
     /// Store `meta.path` as another name for the earlier entry `to`.
     fn hardlink(&mut self, meta: &Meta, to: &[u8]) -> Result<()>;

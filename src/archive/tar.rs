@@ -151,6 +151,19 @@ impl Archive for TarArchive {
         self.pad()
     }
 
+    fn file_owned(&mut self, meta: &Meta, body: Body, origin: Origin<'_>) -> Result<()> {
+        let Body::Mem(bytes) = body else {
+            return self.file(meta, &body, origin);
+        };
+        self.header(meta, ::tar::EntryType::Regular, bytes.len() as u64, None)?;
+        self.written += bytes.len() as u64;
+        self.out.put_owned(bytes).map_err(|source| Error::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        self.pad()
+    }
+
     fn symlink(&mut self, meta: &Meta, target: &[u8]) -> Result<()> {
         self.header(meta, ::tar::EntryType::Symlink, 0, Some(target))
     }
