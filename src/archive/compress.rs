@@ -178,6 +178,7 @@ impl BlockWriter {
                     out.write_all(&d.bytes)?;
                     crc.combine(&crc32fast::Hasher::new_with_initial_len(d.crc, d.len));
                     total += d.len;
+                    crate::buffers::give(d.bytes);
                 }
             }
             // An empty final block, then CRC-32 and the length mod 2^32.

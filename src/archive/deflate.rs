@@ -8,6 +8,7 @@
 //! a small patch that writes exactly that (`libdeflate_deflate_compress_sync`); before
 //! it, finding the final block of each compressed block cost a fifth of our CPU time.
 
+use crate::buffers;
 use std::ffi::{c_int, c_void};
 use std::io;
 
@@ -66,11 +67,10 @@ extern "C" {
     ) -> usize;
 }
 
-/// One libdeflate compressor (it holds large match-finder tables) and its scratch output.
+/// One libdeflate compressor (it holds large match-finder tables).
 struct Compressor {
     raw: *mut RawCompressor,
     settings: Settings,
-    scratch: Vec<u8>,
 }
 
 impl Compressor {
@@ -84,29 +84,23 @@ impl Compressor {
             // SAFETY: `raw` is a live compressor.
             unsafe { libdeflate_set_max_insert_length(raw, n) };
         }
-        Ok(Compressor {
-            raw,
-            settings,
-            scratch: Vec::new(),
-        })
+        Ok(Compressor { raw, settings })
     }
 
-    /// Compressed `data`; the scratch buffer is sized for the worst case, and what is
-    /// returned is an exact-size copy, so blocks waiting in a queue hold their size only.
+    /// Compressed `data`, in a pooled buffer sized for the worst case (give it back to
+    /// `buffers` when written).
     fn compress(&mut self, data: &[u8], last: bool) -> io::Result<Vec<u8>> {
         // SAFETY: `raw` is a live compressor; the bound is pure arithmetic.
         let bound = unsafe { libdeflate_deflate_compress_bound(self.raw, data.len()) } + 6;
-        if self.scratch.len() < bound {
-            self.scratch.resize(bound, 0);
-        }
+        let mut out = buffers::take(bound);
         let (src, n, dst, avail) = (
             data.as_ptr().cast(),
             data.len(),
-            self.scratch.as_mut_ptr().cast(),
-            self.scratch.len(),
+            out.as_mut_ptr().cast(),
+            out.capacity(),
         );
-        // SAFETY: `data` and `scratch` are valid for the lengths passed; libdeflate writes
-        // at most `avail` bytes and returns how many (0 if they did not fit).
+        // SAFETY: `data` is valid for `n` bytes and `out` has room for `avail`; libdeflate
+        // writes at most `avail` bytes and returns how many (0 if they did not fit).
         let written = unsafe {
             if last {
                 libdeflate_deflate_compress(self.raw, src, n, dst, avail)
@@ -117,7 +111,9 @@ impl Compressor {
         if written == 0 {
             return Err(io::Error::other("deflate output exceeded its bound"));
         }
-        Ok(self.scratch[..written].to_vec())
+        // SAFETY: libdeflate initialised the first `written` bytes.
+        unsafe { out.set_len(written) };
+        Ok(out)
     }
 }
 
@@ -180,7 +176,9 @@ fn incompressible(data: &[u8]) -> io::Result<bool> {
     const SLICE: usize = 8 << 10;
     let mut out = 0;
     for slice in spread(data, SLICES, SLICE) {
-        out += with_compressor(libdeflate_level(1), |c| c.compress(slice, true))?.len();
+        let trial = with_compressor(libdeflate_level(1), |c| c.compress(slice, true))?;
+        out += trial.len();
+        buffers::give(trial);
     }
     Ok(out as f64 >= 0.98 * (SLICES * SLICE) as f64)
 }

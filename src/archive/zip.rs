@@ -249,6 +249,7 @@ fn write_zip(
                 out.write_all(&b.bytes)?;
                 offset += b.bytes.len() as u64;
                 c.csize += b.bytes.len() as u64;
+                crate::buffers::give(b.bytes);
                 c.usize += b.len;
                 crc.combine(&crc32fast::Hasher::new_with_initial_len(b.crc, b.len));
             }
