@@ -10,8 +10,8 @@ use crate::error::Result;
 use crate::meta::{self, Hashes, PathEntry, Record};
 use crate::scan::{self, Found, Kind};
 use rayon::prelude::*;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::HashMap;
-use std::collections::HashSet;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -114,7 +114,7 @@ pub fn index(prefix: &Path, skip_top: &[OsString]) -> Result<EnvIndex> {
     let mut entries = join(prefix, &mut packages, found);
     // In archive order (bytewise, as Python orders str), records' order kept among
     // duplicates: Python then walks and keeps entries without sorting or copying them.
-    entries.sort_by(|a, b| {
+    entries.par_sort_by(|a, b| {
         a.path
             .as_os_str()
             .as_bytes()
@@ -288,7 +288,7 @@ pub const SHA256_IN_PREFIX: u8 = 16;
 
 impl Columns {
     pub fn new(entries: Vec<Entry>) -> Columns {
-        let recorded: HashSet<&[u8]> = entries
+        let recorded: FxHashSet<&[u8]> = entries
             .iter()
             .filter(|e| e.package.is_some())
             .map(|e| e.path.as_os_str().as_bytes())
@@ -389,16 +389,17 @@ fn bytecode_source(path: &[u8]) -> Option<Vec<u8>> {
 /// move out of the records into the entries (they are the bulk of the memory). A recorded
 /// file's size is the record's; unrecorded files are stat'ed (usually few of them).
 fn join(prefix: &Path, packages: &mut [Package], found: Vec<Found>) -> Vec<Entry> {
-    let mut on_disk: HashMap<PathBuf, (Kind, u64)> = found
+    // Keyed by the bytes: a `PathBuf` key hashes and compares component by component.
+    let mut on_disk: FxHashMap<OsString, (Kind, u64)> = found
         .into_iter()
-        .map(|f| (f.path, (f.kind, f.size)))
+        .map(|f| (f.path.into_os_string(), (f.kind, f.size)))
         .collect();
     let mut entries = Vec::with_capacity(on_disk.len() + 64);
     for (i, pkg) in packages.iter_mut().enumerate() {
         for mut p in pkg.record.paths.take().into_iter().flatten() {
             let path = PathBuf::from(std::mem::take(&mut p.path));
             let disk = on_disk
-                .remove(&path)
+                .remove(path.as_os_str())
                 .map(|(kind, _)| (kind, p.size_in_bytes.unwrap_or(0)));
             entries.push(Entry {
                 path,
@@ -411,7 +412,7 @@ fn join(prefix: &Path, packages: &mut [Package], found: Vec<Found>) -> Vec<Entry
     let mut rest: Vec<Found> = on_disk
         .into_iter()
         .map(|(path, (kind, size))| Found {
-            path,
+            path: PathBuf::from(path),
             kind,
             size,
             ino: 0,
