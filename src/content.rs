@@ -473,7 +473,7 @@ impl Probe {
 
     fn find(needle: &[u8]) -> Probe {
         Probe {
-            needle: (!needle.is_empty()).then(|| memmem::Finder::new(needle).into_owned()),
+            needle: (!needle.is_empty()).then(|| finder(needle)),
             ..Probe::default()
         }
     }
@@ -547,6 +547,28 @@ impl Probe {
             span_starts: self.span_starts,
         }
     }
+}
+
+/// A searcher for `needle`. Building one costs more than searching a typical small file,
+/// and a worker looks for the same one or two needles (the prefix, the placeholder) in
+/// thousands of files, so each thread keeps the last few it built.
+fn finder(needle: &[u8]) -> memmem::Finder<'static> {
+    thread_local! {
+        static RECENT: std::cell::RefCell<Vec<memmem::Finder<'static>>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+    RECENT.with(|cell| {
+        let mut recent = cell.borrow_mut();
+        if let Some(f) = recent.iter().find(|f| f.needle() == needle) {
+            return f.clone();
+        }
+        let f = memmem::Finder::new(needle).into_owned();
+        if recent.len() == 4 {
+            recent.remove(0);
+        }
+        recent.push(f.clone());
+        f
+    })
 }
 
 /// Whether a shebang step has seen the first line yet (streamed files arrive in chunks).
