@@ -69,9 +69,7 @@ impl Encoder {
         };
         file.flush()
     }
-}
 
-impl Encoder {
     /// Write `bytes`, taking the buffer over: a plain stream writes it without copying;
     /// either way it goes back to the buffer pool.
     pub fn put_owned(&mut self, bytes: Vec<u8>) -> io::Result<()> {
