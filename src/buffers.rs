@@ -80,12 +80,11 @@ pub fn give(mut v: Vec<u8>) {
 /// may have grown or shrunk since it was measured: what is read is what counts).
 pub fn read_file(path: &Path, hint: u64) -> io::Result<Vec<u8>> {
     let file = File::open(path)?;
-    // One byte more than expected, so that the read seeing the end needs no new room.
-    let mut buf = take(
-        usize::try_from(hint)
-            .unwrap_or(usize::MAX)
-            .saturating_add(1),
-    );
+    // One byte more than expected, so that the read seeing the end needs no new room. A
+    // size beyond what any caller holds in memory is not trusted up front: the buffer
+    // grows as the bytes actually arrive.
+    const TRUSTED: u64 = 64 << 20;
+    let mut buf = take(hint.min(TRUSTED) as usize + 1);
     read_to_end(&file, &mut buf)?;
     Ok(buf)
 }
@@ -142,7 +141,7 @@ mod tests {
         let path = dir.path().join("f");
         let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&path, &data).unwrap();
-        for hint in [0u64, 10, 4096, 199_999, 200_000, 1 << 20] {
+        for hint in [0u64, 10, 4096, 199_999, 200_000, 1 << 20, u64::MAX] {
             let got = read_file(&path, hint).unwrap();
             assert_eq!(got, data, "hint {hint}");
             give(got);
