@@ -124,3 +124,21 @@ def test_only_names_sharing_an_inode_inside_the_env_become_links(full_env, tmp_p
         with tarfile.open(out) as t:
             links = {m.name for m in t.getmembers() if m.islnk()}
         assert links == pairs, name
+
+
+def test_without_drops_exactly_the_named_targets(full_env):
+    table = CondaEnv.from_prefix(str(full_env))._files
+    targets = [table.target(i) for i in range(len(table))]
+    picks = [
+        set(),
+        {targets[0]},  # the first path: no NUL before it in the column
+        {targets[-1], targets[len(targets) // 2]},
+        {"bin/not-there", targets[1][:-1]},  # absent, and a prefix of a real path
+        {targets[2] + "x", "/" + targets[3]},  # longer, and rooted: no match either
+    ]
+    for named in picks:
+        kept = table.without(named)
+        assert [kept.target(i) for i in range(len(kept))] == [
+            t for t in targets if t not in named
+        ], named
+    assert table.without({"bin/not-there"}) is table

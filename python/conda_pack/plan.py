@@ -290,7 +290,7 @@ def plan_entries(env: CondaEnv, dest: str | None, replaced: set) -> Plan:
     generated file takes their place."""
     files = env._files
     if isinstance(files, FileTable):
-        return Plan(env, dest, files.partition(replaced.__contains__)[0])
+        return Plan(env, dest, files.without(replaced))
     return Plan(env, dest, [f for f in files if f.target not in replaced])
 
 
