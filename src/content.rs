@@ -392,9 +392,7 @@ impl Material {
                         message: e.to_string(),
                     }
                 })?;
-                if let Ok(old) = Rc::try_unwrap(std::mem::replace(data, Rc::new(out))) {
-                    buffers::give(old);
-                }
+                give_unshared(std::mem::replace(data, Rc::new(out)));
             }
             Material::File { steps, .. } => steps.push(step),
         }
@@ -415,9 +413,7 @@ impl Material {
     /// Done with: its buffer goes back to the pool unless a clone still shares it.
     fn recycle(self) {
         if let Material::Mem { data, .. } = self {
-            if let Ok(bytes) = Rc::try_unwrap(data) {
-                buffers::give(bytes);
-            }
+            give_unshared(data);
         }
     }
 
@@ -429,6 +425,13 @@ impl Material {
             }
             Material::File { path, steps } => Body::File { path, steps, size },
         }
+    }
+}
+
+/// Bytes no longer needed go back to the pool, unless a clone still shares them.
+fn give_unshared(data: Rc<Vec<u8>>) {
+    if let Ok(bytes) = Rc::try_unwrap(data) {
+        buffers::give(bytes);
     }
 }
 

@@ -38,15 +38,17 @@ impl Encoder {
 
     pub fn new(file: File, compression: Compression, threads: usize) -> io::Result<Encoder> {
         let threads = threads.max(1);
-        if compression == Compression::None {
-            return Ok(Encoder::plain(file));
-        }
-        let out = BufWriter::with_capacity(OUT_BUFFER, file);
+        // The plain stream buffers itself (it writes file buffers without copying them).
+        let out = |file| BufWriter::with_capacity(OUT_BUFFER, file);
         Ok(match compression {
-            Compression::None => unreachable!("handled above"),
-            Compression::Gzip(level) => Encoder::Blocks(BlockWriter::gzip(out, level, threads)),
-            Compression::Bzip2(level) => Encoder::Blocks(BlockWriter::bzip2(out, level, threads)),
-            Compression::Zstd(level) => Encoder::Zstd(ZstdWriter::new(out, level, threads)?),
+            Compression::None => Encoder::plain(file),
+            Compression::Gzip(level) => {
+                Encoder::Blocks(BlockWriter::gzip(out(file), level, threads))
+            }
+            Compression::Bzip2(level) => {
+                Encoder::Blocks(BlockWriter::bzip2(out(file), level, threads))
+            }
+            Compression::Zstd(level) => Encoder::Zstd(ZstdWriter::new(out(file), level, threads)?),
             Compression::Xz(level) => {
                 let stream = liblzma::stream::MtStreamBuilder::new()
                     .threads(threads as u32)
@@ -54,7 +56,7 @@ impl Encoder {
                     .check(liblzma::stream::Check::Crc64)
                     .encoder()
                     .map_err(io::Error::other)?;
-                Encoder::Xz(liblzma::write::XzEncoder::new_stream(out, stream))
+                Encoder::Xz(liblzma::write::XzEncoder::new_stream(out(file), stream))
             }
         })
     }

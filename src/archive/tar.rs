@@ -31,7 +31,19 @@ impl TarArchive {
 
     fn put(&mut self, bytes: &[u8]) -> Result<()> {
         self.written += bytes.len() as u64;
-        self.out.write_all(bytes).map_err(|source| Error::Io {
+        let r = self.out.write_all(bytes);
+        self.io(r)
+    }
+
+    /// [`TarArchive::put`], taking the buffer over (see [`Encoder::put_owned`]).
+    fn put_owned(&mut self, bytes: Vec<u8>) -> Result<()> {
+        self.written += bytes.len() as u64;
+        let r = self.out.put_owned(bytes);
+        self.io(r)
+    }
+
+    fn io(&self, r: std::io::Result<()>) -> Result<()> {
+        r.map_err(|source| Error::Io {
             path: self.path.clone(),
             source,
         })
@@ -156,11 +168,7 @@ impl Archive for TarArchive {
             return self.file(meta, &body, origin);
         };
         self.header(meta, ::tar::EntryType::Regular, bytes.len() as u64, None)?;
-        self.written += bytes.len() as u64;
-        self.out.put_owned(bytes).map_err(|source| Error::Io {
-            path: self.path.clone(),
-            source,
-        })?;
+        self.put_owned(bytes)?;
         self.pad()
     }
 
