@@ -9,6 +9,7 @@ pub mod error;
 pub mod index;
 pub mod memory;
 pub mod meta;
+pub mod ordered;
 pub mod pack;
 pub mod prefix;
 pub mod scan;

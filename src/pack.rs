@@ -1,21 +1,21 @@
 //! Packing: turn a plan (entries in archive order) into an archive.
 //!
-//! Reading and rewriting run ahead on a pool of workers, a batch at a time; the writer
-//! takes batches in order and feeds the archive, whose compressor runs on its own workers.
-//! So reading, rewriting, compressing and writing overlap, while member order, and hence
-//! the archive's bytes, never depend on timing. Memory is bounded by the batch budget and
-//! the compressor's queue, whatever the size of the environment.
+//! Reading and rewriting run ahead on workers, within a budget of bytes in memory; the
+//! writer takes their results in plan order and feeds the archive, whose compressor runs on
+//! its own workers. So reading, rewriting, compressing and writing overlap, while member
+//! order, and hence the archive's bytes, never depend on timing. Memory is bounded by the
+//! workers' budget and the compressor's queue, whatever the size of the environment.
 
 use crate::archive::{Archive, Meta, Origin};
 use crate::content::{self, Body, ContentSpec, Report};
 use crate::error::{Error, IoContext, Result};
-use crossbeam_channel::bounded;
-use rayon::prelude::*;
+use crate::ordered::Window;
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -24,10 +24,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 const COPY_INLINE: u64 = 512 * 1024;
 /// Files that are rewritten are held in memory up to this size, else streamed twice.
 const PROCESS_INLINE: u64 = 8 << 20;
-/// Bytes of file data a batch may hold in memory (at most three batches are alive: one
-/// being read, one queued, one being written).
-const BATCH_BYTES: u64 = 4 << 20;
-const BATCH_ENTRIES: usize = 1024;
+/// Bytes of prepared entries the workers may hold ahead of the writer (see `ordered`).
+const IN_FLIGHT_BYTES: u64 = 8 << 20;
+/// Entries the workers may be ahead of the writer.
+const MAX_AHEAD: usize = 1024;
 /// Bytes written between returns of freed heap to the OS (see `memory`).
 const TRIM_EVERY: u64 = 16 << 20;
 
@@ -103,7 +103,6 @@ pub struct PackOptions {
 pub struct Packer {
     sink: Sink,
     opts: PackOptions,
-    pool: rayon::ThreadPool,
 }
 
 /// The writer side: only the thread feeding the archive touches it.
@@ -132,15 +131,8 @@ enum Prepared {
     },
 }
 
-type Batch = Vec<(usize, Vec<Prepared>, Option<Report>)>;
-
 impl Packer {
     pub fn new(archive: Box<dyn Archive>, opts: PackOptions) -> Result<Packer> {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(opts.threads.max(1))
-            .thread_name(|i| format!("conda-pack-read-{i}"))
-            .build()
-            .map_err(|e| Error::Invalid(e.to_string()))?;
         Ok(Packer {
             sink: Sink {
                 archive: Some(archive),
@@ -149,7 +141,6 @@ impl Packer {
                 since_trim: 0,
             },
             opts,
-            pool,
         })
     }
 
@@ -160,62 +151,64 @@ impl Packer {
         progress: &Progress,
     ) -> Result<Vec<(usize, Report)>> {
         let stores_symlinks = self.sink.archive().stores_symlinks();
-        let batches = plan_batches(entries);
-        let (tx, rx) = bounded::<Result<Batch>>(1);
-        let pool = &self.pool;
+        let window = Window::new(IN_FLIGHT_BYTES, MAX_AHEAD);
+        let cost = |i: usize| held_in_memory(&entries[i]);
         let opts = &self.opts;
         let sink = &mut self.sink;
         std::thread::scope(|s| {
-            s.spawn(move || {
-                for range in batches {
-                    if progress.check().is_err() {
-                        break;
-                    }
-                    let batch: Result<Batch> = pool.install(|| {
-                        entries[range.clone()]
-                            .par_iter()
-                            .enumerate()
-                            .map(|(k, e)| {
+            for w in 0..opts.threads.max(1) {
+                let (window, cost) = (&window, &cost);
+                let spawned = std::thread::Builder::new()
+                    .name(format!("conda-pack-read-{w}"))
+                    .spawn_scoped(s, move || {
+                        while let Some(i) = window.claim(entries.len(), cost) {
+                            // A panic must still hand in a result: the writer waits for it.
+                            let r = catch_unwind(AssertUnwindSafe(|| {
                                 progress.check()?;
-                                let (items, report) = prepare(e, opts, stores_symlinks)?;
-                                Ok((range.start + k, items, report))
-                            })
-                            .collect()
+                                prepare(&entries[i], opts, stores_symlinks)
+                            }))
+                            .unwrap_or_else(|_| {
+                                Err(Error::Invalid("a packing worker panicked".into()))
+                            });
+                            window.finish(i, r);
+                        }
                     });
-                    let failed = batch.is_err();
-                    if tx.send(batch).is_err() || failed {
-                        break;
-                    }
+                if let Err(e) = spawned {
+                    // The workers already started would wait for a writer that never comes.
+                    window.stop();
+                    return Err(Error::Invalid(format!(
+                        "cannot start a packing worker: {e}"
+                    )));
                 }
-            });
+            }
             let mut reports = Vec::new();
             let result = (|| {
-                for batch in rx.iter() {
+                for index in 0..entries.len() {
+                    // Only this thread stops the window, after this loop.
+                    let (items, report) = window.take().ok_or(Error::Cancelled)??;
+                    progress.check()?;
                     if sink.since_trim >= TRIM_EVERY {
                         crate::memory::release_freed();
                         sink.since_trim = 0;
                     }
-                    for (index, items, report) in batch? {
-                        progress.check()?;
-                        let mut bytes = 0;
-                        for item in items {
-                            bytes += sink.emit(item)?;
-                        }
-                        if let Some(r) = report {
-                            reports.push((index, r));
-                        }
-                        sink.since_trim += bytes;
-                        progress.files.fetch_add(1, Ordering::Relaxed);
-                        progress.bytes.fetch_add(bytes, Ordering::Relaxed);
+                    let mut bytes = 0;
+                    for item in items {
+                        bytes += sink.emit(item)?;
                     }
+                    if let Some(r) = report {
+                        reports.push((index, r));
+                    }
+                    sink.since_trim += bytes;
+                    progress.files.fetch_add(1, Ordering::Relaxed);
+                    progress.bytes.fetch_add(bytes, Ordering::Relaxed);
                 }
                 progress.check()
             })();
             if result.is_err() {
-                // Stop the reader promptly: it checks the flag between files.
+                // Workers check the flag before each file.
                 progress.cancel.store(true, Ordering::Relaxed);
             }
-            drop(rx);
+            window.stop();
             result.map(|_| reports)
         })
     }
@@ -284,31 +277,19 @@ impl Sink {
     }
 }
 
-/// Split entries into ranges whose in-memory data stays within the batch budget.
-fn plan_batches(entries: &[PackEntry]) -> Vec<std::ops::Range<usize>> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut bytes = 0;
-    for (i, e) in entries.iter().enumerate() {
-        let inline = match &e.source {
-            Source::Bytes(b) => b.len() as u64,
-            Source::Path { content, .. } => match content {
-                Content::Copy | Content::CopyChecked(_) if e.size <= COPY_INLINE => e.size,
-                Content::Copy | Content::CopyChecked(_) => 0,
-                _ => e.size.min(PROCESS_INLINE) * 2,
-            },
-        };
-        bytes += inline;
-        if bytes >= BATCH_BYTES || i + 1 - start >= BATCH_ENTRIES {
-            out.push(start..i + 1);
-            start = i + 1;
-            bytes = 0;
-        }
-    }
-    if start < entries.len() {
-        out.push(start..entries.len());
-    }
-    out
+/// What an entry's prepared form holds in memory until it is written: the bytes of a
+/// file read whole, twice those of a file rewritten (input and output), nothing for a file
+/// the writer streams; plus a little for its name and bookkeeping.
+fn held_in_memory(e: &PackEntry) -> u64 {
+    let data = match &e.source {
+        Source::Bytes(b) => b.len() as u64,
+        Source::Path { content, .. } => match content {
+            Content::Copy | Content::CopyChecked(_) if e.size <= COPY_INLINE => e.size,
+            Content::Copy | Content::CopyChecked(_) => 0,
+            _ => e.size.min(PROCESS_INLINE) * 2,
+        },
+    };
+    data + 256 + e.target.len() as u64
 }
 
 fn meta_for(e: &PackEntry, st: Option<&fs::Metadata>, default_mode: u32) -> Meta {
