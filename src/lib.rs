@@ -22,7 +22,7 @@ use pyo3::exceptions::{PyKeyboardInterrupt, PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 use std::ffi::OsString;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -234,7 +234,15 @@ fn spec_arg(spec: SpecArg) -> PyResult<ContentSpec> {
 /// tuple (see `SpecArg`).
 fn entry_arg(item: &Bound<'_, PyAny>) -> PyResult<PackEntry> {
     let t = item.cast::<PyTuple>()?;
-    let target: PathBuf = t.get_item(0)?.extract()?;
+    // Bytes straight from the file table's paths column, or a str.
+    let target_obj = t.get_item(0)?;
+    let target: Vec<u8> = match target_obj.cast::<PyBytes>() {
+        Ok(b) => b.as_bytes().to_vec(),
+        Err(_) => target_obj
+            .extract::<PathBuf>()?
+            .into_os_string()
+            .into_vec(),
+    };
     let source_obj = t.get_item(1)?;
     let content_obj = t.get_item(2)?;
     let source = if let Ok(b) = source_obj.cast::<PyBytes>() {
@@ -260,7 +268,7 @@ fn entry_arg(item: &Bound<'_, PyAny>) -> PyResult<PackEntry> {
         Source::Path { path, content }
     };
     Ok(PackEntry {
-        target: target.as_os_str().as_bytes().to_vec(),
+        target,
         source,
         mode: t.get_item(3)?.extract()?,
         mtime: t.get_item(4)?.extract()?,

@@ -142,3 +142,21 @@ def test_without_drops_exactly_the_named_targets(full_env):
             t for t in targets if t not in named
         ], named
     assert table.without({"bin/not-there"}) is table
+
+
+def test_entries_made_from_the_columns_match_entries_made_from_files(full_env):
+    from conda_pack.plan import Plan
+
+    env = CondaEnv.from_prefix(str(full_env))
+    env = env.exclude("share/links/*")  # rows no longer consecutive entries
+    plan = Plan(env, None, env._files)
+    plan.overrides[3] = ("bin/override", b"generated", None, 0o644, 0, 9)
+    fast = [e for _, chunk in plan.chunks() for e in chunk]
+    slow = [plan.entry(i) for i in range(len(plan))]
+
+    def as_str(e: tuple) -> tuple:
+        return (os.fsdecode(e[0]), *e[1:])
+
+    assert [as_str(e) for e in fast] == slow
+    # Nearly every file took the fast path, a target straight from the paths column.
+    assert sum(isinstance(e[0], bytes) for e in fast) > len(fast) // 2

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from .env import CondaEnv
 from .errors import CondaPackException
-from .files import File, FileTable
+from .files import CHECK_SIZE, PLACEHOLDER, UNKNOWN, File, FileTable
 from .metadata import Layout, package_path
 
 FORMATS = (
@@ -244,9 +244,43 @@ class Plan:
 
     def chunks(self):
         """``(first_index, entries)`` for consecutive runs of ``CHUNK`` files."""
-        n, size, entry = len(self.files), self.CHUNK, self.entry
+        n, size = len(self.files), self.CHUNK
+        entries = self._table_entries if isinstance(self.files, FileTable) else self._entries
         for start in range(0, n, size):
-            yield start, [entry(i) for i in range(start, min(start + size, n))]
+            yield start, entries(start, min(start + size, n))
+
+    def _entries(self, start: int, stop: int) -> list[tuple]:
+        entry = self.entry
+        return [entry(i) for i in range(start, stop)]
+
+    def _table_entries(self, start: int, stop: int) -> list[tuple]:
+        """``entry(i)`` for each row, with plain copies (nearly every file) made straight
+        from the table's columns: making a ``File`` first costs ~3 us a file, a third of
+        a second per 100k files taken from the cores that read and write them."""
+        cols = self.files._cols
+        if cols.root != self._prefix:
+            return self._entries(start, stop)
+        rows, info, sizes = self.files._rows, cols.info, cols.size
+        paths, ends = cols.paths, cols.ends
+        special, overrides, entry = cols.special, self.overrides, self.entry
+        out = []
+        add = out.append
+        for i in range(start, stop):
+            e = rows[i]
+            flags = info[e]
+            begin = ends[e - 1] + 1 if e else 0
+            if (
+                flags & (UNKNOWN | PLACEHOLDER)
+                or e in special
+                or i in overrides
+                or paths.startswith(b"conda-meta/", begin)
+            ):
+                add(entry(i))
+                continue
+            size = sizes[e]
+            checked = size if flags & CHECK_SIZE else None
+            add((paths[begin : ends[e]], None, checked, None, None, size))
+        return out
 
 
 def _restore_spec(f: File, layout: Layout, env_prefix: bytes, dest: bytes | None) -> tuple:
