@@ -177,9 +177,9 @@ pub fn prepare(
     inline_limit: u64,
 ) -> Result<(Body, Report)> {
     let inline = size <= inline_limit;
-    let env = Material::open(path, size, inline)?;
+    let mut env = Material::open(path, size, inline)?;
     let mut report = Report::default();
-    let mut mat = env.clone();
+    let mut mat: Option<Material> = None;
     let mut current: Vec<u8> = spec.probe.clone().unwrap_or_default();
     let mut mode: Option<Mode> = None;
     // What the pass that verified a restore learned about its bytes, to spare a pass.
@@ -193,7 +193,18 @@ pub fn prepare(
             old: r.env_prefix.clone(),
             new: r.placeholder.clone(),
         };
-        match try_restore(&env, size, restore, r) {
+        // A binary restore in memory changes the installed bytes in place (an undo log
+        // puts them back if the result is not the package's file); otherwise on a copy.
+        let in_place = r.mode == Mode::Binary && !r.verify_only;
+        let attempt = match in_place
+            .then(|| try_restore_in_place(&mut env, r))
+            .flatten()
+        {
+            Some(Ok(facts)) => Ok((env.clone(), facts)),
+            Some(Err(problem)) => Err(problem),
+            None => try_restore(&env, size, restore, r),
+        };
+        match attempt {
             // Unless the placeholder itself is in the file (a user's own File naming its
             // build prefix): only the restored bytes relocate that.
             Ok((restored, _))
@@ -203,7 +214,7 @@ pub fn prepare(
                 report.outcome = Some(Outcome::Verified)
             }
             Ok((restored, facts)) => {
-                mat = restored;
+                mat = Some(restored);
                 restored_facts = Some(facts);
                 current = r.placeholder.clone();
                 report.outcome = Some(Outcome::Restored);
@@ -219,7 +230,7 @@ pub fn prepare(
                     _ => None,
                 };
                 if let Some(c) = cached {
-                    mat = c;
+                    mat = Some(c);
                     current = r.placeholder.clone();
                     report.outcome = Some(Outcome::Cached);
                 } else {
@@ -229,6 +240,7 @@ pub fn prepare(
         }
     }
 
+    let mut mat = mat.unwrap_or_else(|| env.clone());
     let found = match restored_facts {
         Some(facts) => facts,
         None => mat.measure(Probe::find(&current))?,
@@ -304,11 +316,51 @@ fn try_restore(
 ) -> std::result::Result<(Material, Measured), String> {
     let mut mat = env.clone();
     mat.push(step).map_err(relocation_message)?;
+    let m = mat.measure(restore_probe(r)).map_err(relocation_message)?;
+    Ok((mat, check_restored(m, r, env_size)?))
+}
+
+/// [`try_restore`] of a binary file held in memory and by no one else, in its own
+/// buffer; `None` when it is not. On failure the installed bytes are back in place.
+fn try_restore_in_place(
+    env: &mut Material,
+    r: &Restore,
+) -> Option<std::result::Result<Measured, String>> {
+    let Material::Mem { data, .. } = env else {
+        return None;
+    };
+    let bytes = Rc::get_mut(data)?;
+    let env_size = bytes.len() as u64;
+    let mut undo = prefix::Undo::new();
+    let result = prefix::replace_cstrings_in_place(bytes, &r.env_prefix, &r.placeholder, &mut undo)
+        .map_err(|e| e.to_string())
+        .and_then(|_| {
+            let mut probe = restore_probe(r);
+            probe.feed(bytes);
+            check_restored(probe.finish(), r, env_size)
+        });
+    if result.is_err() {
+        prefix::undo_in_place(bytes, &mut undo, 0);
+    }
+    Some(result)
+}
+
+/// What a restore's result is measured with: the placeholder as needle (what `prepare`
+/// needs next) and, when the package's hash is known, the hash.
+fn restore_probe(r: &Restore) -> Probe {
     let mut probe = Probe::find(&r.placeholder);
     if r.sha256.is_some() {
         probe.sha = Some(Sha256::new());
     }
-    let m = mat.measure(probe).map_err(relocation_message)?;
+    probe
+}
+
+/// The restored bytes' facts, if they are the package's file.
+fn check_restored(
+    m: Measured,
+    r: &Restore,
+    env_size: u64,
+) -> std::result::Result<Measured, String> {
     // Installers disagree on `size_in_bytes` for files with a prefix (conda records the
     // package's size, rattler the installed one), so the hash decides when there is one.
     if let Some(sha) = &r.sha256 {
@@ -323,7 +375,7 @@ fn try_restore(
             ));
         }
     }
-    Ok((mat, m))
+    Ok(m)
 }
 
 fn relocation_message(e: Error) -> String {

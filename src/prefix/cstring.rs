@@ -78,6 +78,73 @@ pub fn replace_cstrings(
     Ok((end, count))
 }
 
+/// What [`replace_cstrings_in_place`] overwrote: each rewritten region's offset and
+/// former bytes, so that the caller can put them back.
+pub type Undo = Vec<(usize, Vec<u8>)>;
+
+/// [`replace_cstrings`] on a whole buffer, in the buffer itself: strings keep their
+/// length, so only those holding `old` are rewritten and every other byte stays where it
+/// is (no copy of a many-megabyte binary to change a few strings). Returns the number of
+/// replacements. On error nothing has been changed.
+pub fn replace_cstrings_in_place(
+    data: &mut [u8],
+    old: &[u8],
+    new: &[u8],
+    undo: &mut Undo,
+) -> Result<usize, ReplaceError> {
+    if old.is_empty() {
+        return Ok(0);
+    }
+    let finder = memmem::Finder::new(old);
+    let mut scratch = Vec::new();
+    let mut search = 0;
+    let mut count = 0;
+    let undone_from = undo.len();
+    while let Some(rel) = finder.find(&data[search..]) {
+        let start = search + rel;
+        let term = memchr(0, &data[start..]).map_or(data.len(), |i| start + i);
+        let hits = memmem::find_iter(&data[start..term], old).count();
+        scratch.clear();
+        push_replaced(&data[start..term], &finder, old, new, &mut scratch);
+        let end = if new.len() <= old.len() {
+            term
+        } else {
+            let grow = hits * (new.len() - old.len());
+            let room_end = (term + 1 + grow).min(data.len());
+            let nuls = data[term.min(data.len())..room_end]
+                .iter()
+                .take_while(|&&b| b == 0)
+                .count();
+            if nuls < grow + 1 {
+                undo_in_place(data, undo, undone_from);
+                return Err(ReplaceError::NoRoom {
+                    offset: start,
+                    needed: grow,
+                    available: nuls.saturating_sub(1),
+                });
+            }
+            term + grow
+        };
+        undo.push((start, data[start..end].to_vec()));
+        // A shorter string is followed by the NULs it gave up, before its terminator.
+        data[start..start + scratch.len()].copy_from_slice(&scratch);
+        data[start + scratch.len()..end].fill(0);
+        count += hits;
+        search = end.max(start + 1);
+        if search >= data.len() {
+            break;
+        }
+    }
+    Ok(count)
+}
+
+/// Put back what [`replace_cstrings_in_place`] changed since `undo` held `from` entries.
+pub fn undo_in_place(data: &mut [u8], undo: &mut Undo, from: usize) {
+    for (at, bytes) in undo.drain(from..).rev() {
+        data[at..at + bytes.len()].copy_from_slice(&bytes);
+    }
+}
+
 /// Stop before an occurrence whose string (or padding) continues past the window.
 fn hold_back(
     window: &[u8],
@@ -111,6 +178,43 @@ mod tests {
         let mut out = Vec::new();
         replace_cstrings(data, true, old, new, &mut out)?;
         Ok(out)
+    }
+
+    /// In place and copying agree, and undo puts every byte back.
+    fn in_place_matches(data: &[u8], old: &[u8], new: &[u8]) {
+        let mut buf = data.to_vec();
+        let mut undo = Undo::new();
+        let got = replace_cstrings_in_place(&mut buf, old, new, &mut undo);
+        match all(data, old, new) {
+            Ok(want) => {
+                assert_eq!(buf, want, "{data:?}");
+                let mut expected = Vec::new();
+                let (_, n) = replace_cstrings(data, true, old, new, &mut expected).unwrap();
+                assert_eq!(got.unwrap(), n);
+                undo_in_place(&mut buf, &mut undo, 0);
+            }
+            Err(e) => assert_eq!(got.unwrap_err().to_string(), e.to_string()),
+        }
+        assert_eq!(buf, data, "restored after undo or error");
+    }
+
+    #[test]
+    fn in_place_agrees_with_the_copying_replacement() {
+        let long = b"/placeholder_placeholder_placeholder";
+        let cases: &[&[u8]] = &[
+            b"A/p/lib:/p/lib64\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0B",
+            b"x/p\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0/p/bin\0",
+            b"/p/lib\0\0", // not enough room: refused, nothing changed
+            b"no prefix here\0",
+            b"/p",
+            b"",
+        ];
+        for data in cases {
+            in_place_matches(data, b"/p", long);
+            in_place_matches(data, long, b"/p");
+        }
+        let shrink = b"A/placeholder_placeholder_placeholder/lib\0B";
+        in_place_matches(shrink, long, b"/p");
     }
 
     #[test]

@@ -15,7 +15,7 @@ mod cstring;
 mod shebang;
 mod text;
 
-pub use cstring::replace_cstrings;
+pub use cstring::{replace_cstrings, replace_cstrings_in_place, undo_in_place, Undo};
 pub use shebang::{env_shebang, format_shebang, parse_shebang, Shebang, SHEBANG_LIMIT};
 pub use text::replace_text;
 
