@@ -238,10 +238,7 @@ fn entry_arg(item: &Bound<'_, PyAny>) -> PyResult<PackEntry> {
     let target_obj = t.get_item(0)?;
     let target: Vec<u8> = match target_obj.cast::<PyBytes>() {
         Ok(b) => b.as_bytes().to_vec(),
-        Err(_) => target_obj
-            .extract::<PathBuf>()?
-            .into_os_string()
-            .into_vec(),
+        Err(_) => target_obj.extract::<PathBuf>()?.into_os_string().into_vec(),
     };
     let source_obj = t.get_item(1)?;
     let content_obj = t.get_item(2)?;
