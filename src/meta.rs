@@ -6,29 +6,68 @@
 
 use crate::error::{Error, IoContext, Result};
 use rayon::prelude::*;
+use rustc_hash::FxHashMap;
 use serde::Deserialize;
 use serde_json::Value;
-use std::collections::HashMap;
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// One entry of `paths_data.paths` (conda-meta) or `paths` (info/paths.json), as parsed.
-#[derive(Debug, Clone, Deserialize, Default)]
-struct RawPathEntry {
-    #[serde(rename = "_path")]
-    path: String,
-    #[serde(default)]
-    path_type: Option<String>,
-    #[serde(default)]
-    prefix_placeholder: Option<String>,
-    #[serde(default)]
-    file_mode: Option<String>,
+/// One entry of `paths_data.paths` (conda-meta) or `paths` (info/paths.json), as parsed:
+/// strings borrowed from the file's bytes where they hold no escapes, so that fields read
+/// only to be converted (types, hashes) cost no allocation each.
+#[derive(Debug, Deserialize)]
+struct RawPathEntry<'a> {
+    #[serde(rename = "_path", borrow)]
+    path: Str<'a>,
+    #[serde(default, borrow)]
+    path_type: Option<Str<'a>>,
+    #[serde(default, borrow)]
+    prefix_placeholder: Option<Str<'a>>,
+    #[serde(default, borrow)]
+    file_mode: Option<Str<'a>>,
     #[serde(default)]
     size_in_bytes: Option<u64>,
-    #[serde(default)]
-    sha256: Option<String>,
-    #[serde(default)]
-    sha256_in_prefix: Option<String>,
+    #[serde(default, borrow)]
+    sha256: Option<Str<'a>>,
+    #[serde(default, borrow)]
+    sha256_in_prefix: Option<Str<'a>>,
+}
+
+/// A JSON string, borrowed from the input unless it had escapes to decode.
+#[derive(Debug)]
+struct Str<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Cow<'de, str>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> std::result::Result<Self::Value, E> {
+                Ok(Cow::Borrowed(v))
+            }
+            fn visit_str<E>(self, v: &str) -> std::result::Result<Self::Value, E> {
+                Ok(Cow::Owned(v.to_owned()))
+            }
+            fn visit_string<E>(self, v: String) -> std::result::Result<Self::Value, E> {
+                Ok(Cow::Owned(v))
+            }
+        }
+        d.deserialize_str(Visit).map(Str)
+    }
+}
+
+impl Str<'_> {
+    fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    fn owned(self) -> String {
+        self.0.into_owned()
+    }
 }
 
 /// How conda linked a path. The common values need no allocation: an environment has
@@ -42,12 +81,12 @@ pub enum PathType {
 }
 
 impl PathType {
-    fn parse(s: String) -> PathType {
-        match s.as_str() {
+    fn parse(s: &str) -> PathType {
+        match s {
             "hardlink" => PathType::Hardlink,
             "softlink" => PathType::Softlink,
             "directory" => PathType::Directory,
-            _ => PathType::Other(s.into_boxed_str()),
+            _ => PathType::Other(s.into()),
         }
     }
 
@@ -97,34 +136,34 @@ pub struct PathEntry {
 
 /// Interns placeholder and mode strings while records are converted.
 #[derive(Default)]
-struct Strings(HashMap<String, Arc<str>>);
+struct Strings(FxHashMap<Box<str>, Arc<str>>);
 
 impl Strings {
-    fn get(&mut self, s: String) -> Arc<str> {
-        if let Some(a) = self.0.get(&s) {
+    fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.0.get(s) {
             return a.clone();
         }
-        let a: Arc<str> = Arc::from(s.as_str());
-        self.0.insert(s, a.clone());
+        let a: Arc<str> = Arc::from(s);
+        self.0.insert(s.into(), a.clone());
         a
     }
 }
 
-impl RawPathEntry {
+impl RawPathEntry<'_> {
     fn compact(self, strings: &mut Strings) -> PathEntry {
         let hashes = self.prefix_placeholder.as_ref().and_then(|_| {
             (self.sha256.is_some() || self.sha256_in_prefix.is_some()).then(|| {
                 Box::new(Hashes {
-                    sha256: self.sha256,
-                    sha256_in_prefix: self.sha256_in_prefix,
+                    sha256: self.sha256.map(Str::owned),
+                    sha256_in_prefix: self.sha256_in_prefix.map(Str::owned),
                 })
             })
         });
         PathEntry {
-            path: self.path,
-            path_type: self.path_type.map(PathType::parse),
-            prefix_placeholder: self.prefix_placeholder.map(|p| strings.get(p)),
-            file_mode: self.file_mode.map(|m| strings.get(m)),
+            path: self.path.owned(),
+            path_type: self.path_type.map(|t| PathType::parse(t.as_str())),
+            prefix_placeholder: self.prefix_placeholder.map(|p| strings.get(p.as_str())),
+            file_mode: self.file_mode.map(|m| strings.get(m.as_str())),
             size_in_bytes: self.size_in_bytes,
             hashes,
         }
@@ -137,9 +176,9 @@ fn compact_all(raw: Vec<RawPathEntry>) -> Vec<PathEntry> {
 }
 
 #[derive(Debug, Deserialize, Default)]
-struct PathsData {
-    #[serde(default)]
-    paths: Vec<RawPathEntry>,
+struct PathsData<'a> {
+    #[serde(default, borrow)]
+    paths: Vec<RawPathEntry<'a>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -149,7 +188,7 @@ struct Link {
 }
 
 #[derive(Debug, Deserialize)]
-struct RawRecord {
+struct RawRecord<'a> {
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
@@ -166,10 +205,12 @@ struct RawRecord {
     noarch: Option<Value>,
     #[serde(default)]
     link: Option<Link>,
-    #[serde(default)]
-    files: Vec<String>,
-    #[serde(default)]
-    paths_data: Option<PathsData>,
+    /// Old records' paths; newer ones repeat them in `paths_data`, so they are only
+    /// borrowed until it is known which is needed.
+    #[serde(default, borrow)]
+    files: Vec<Str<'a>>,
+    #[serde(default, borrow)]
+    paths_data: Option<PathsData<'a>>,
 }
 
 /// A package record, as much of it as packing needs.
@@ -202,14 +243,14 @@ fn noarch_kind(v: Option<Value>) -> Option<String> {
 
 fn parse_record(path: &Path) -> Result<Record> {
     let bytes = std::fs::read(path).at(path)?;
-    let mut raw: RawRecord = serde_json::from_slice(&bytes).map_err(|source| Error::Json {
+    let raw: RawRecord = serde_json::from_slice(&bytes).map_err(|source| Error::Json {
         path: path.to_path_buf(),
         source,
     })?;
-    drop(bytes);
-    if raw.paths_data.is_some() {
-        raw.files = Vec::new(); // it repeats the paths
-    }
+    let files = match raw.paths_data {
+        Some(_) => Vec::new(),
+        None => raw.files.into_iter().map(Str::owned).collect(),
+    };
     Ok(Record {
         filename: path
             .file_name()
@@ -223,7 +264,7 @@ fn parse_record(path: &Path) -> Result<Record> {
         subdir: raw.subdir,
         noarch: noarch_kind(raw.noarch),
         link_source: raw.link.and_then(|l| l.source).filter(|s| !s.is_empty()),
-        files: raw.files,
+        files,
         paths: raw.paths_data.map(|p| compact_all(p.paths)),
     })
 }
@@ -304,6 +345,33 @@ mod tests {
         assert_eq!(parse_sha256(&"zz".repeat(32)), None);
         // 64 bytes, but a character straddles a digit pair: no panic, no hash.
         assert_eq!(parse_sha256(&format!("0{}", "é".repeat(31) + "0")), None);
+    }
+
+    #[test]
+    fn strings_with_escapes_are_decoded_and_plain_ones_borrowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let hex = "ab".repeat(32);
+        let src = format!(
+            r#"{{"name":"x","files":["bin\/old"],"paths_data":{{"paths":[
+                {{"_path":"lib\/caf\u00e9","path_type":"hard\u006cink","size_in_bytes":3}},
+                {{"_path":"bin/tool","path_type":"hardlink","file_mode":"text",
+                  "prefix_placeholder":"\/opt\/ph","sha256":"{hex}"}}]}}}}"#
+        );
+        let path = dir.path().join("x-1-0.json");
+        std::fs::write(&path, src).unwrap();
+        let r = parse_record(&path).unwrap();
+        assert!(r.files.is_empty(), "paths_data wins over files");
+        let paths = r.paths.unwrap();
+        assert_eq!(paths[0].path, "lib/café");
+        assert_eq!(paths[0].path_type, Some(PathType::Hardlink));
+        assert_eq!(paths[0].size_in_bytes, Some(3));
+        assert_eq!(paths[1].prefix_placeholder.as_deref(), Some("/opt/ph"));
+        assert_eq!(paths[1].file_mode.as_deref(), Some("text"));
+        let hashes = paths[1].hashes.as_ref().unwrap();
+        assert_eq!(hashes.sha256.as_deref(), Some(hex.as_str()));
+        // An old record without paths_data: its files list is what there is.
+        std::fs::write(&path, r#"{"name":"x","files":["bin\/a","b"]}"#).unwrap();
+        assert_eq!(parse_record(&path).unwrap().files, ["bin/a", "b"]);
     }
 
     #[test]
