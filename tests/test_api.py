@@ -57,6 +57,19 @@ def test_exports():
     assert isinstance(conda_pack.__version__, str) and conda_pack.__version__
 
 
+def test_version_is_the_one_the_package_is_built_with():
+    import re
+    from importlib.metadata import version
+
+    root = Path(__file__).resolve().parents[1]
+    pyproject = (root / "pyproject.toml").read_text()
+    cargo = (root / "Cargo.toml").read_text()
+    declared = re.search(r'(?m)^version = "([^"]+)"', pyproject).group(1)
+    assert conda_pack.__version__ == declared
+    assert re.search(r'(?m)^version = "([^"]+)"', cargo).group(1) == declared
+    assert version("conda-pack-rs") == declared  # the installed distribution
+
+
 def test_core_module_names():
     """``from conda_pack.core import File`` (or CondaEnv, name_to_prefix, ...) is common in
     scripts written against conda-pack 0.9.2."""

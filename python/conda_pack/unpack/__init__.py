@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-from importlib import resources
 from typing import NamedTuple
 
 from ..errors import CondaPackException
@@ -69,12 +68,20 @@ class Generated(NamedTuple):
     mode: int
 
 
+def _resource(*parts: str):
+    # Imported when first needed: importlib.resources (with pathlib and zipfile behind
+    # it) is a noticeable share of conda-pack's start-up, which every run waits for.
+    from importlib import resources
+
+    return resources.files(__package__).joinpath(*parts)
+
+
 def _read(name: str) -> str:
-    return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+    return _resource(name).read_text(encoding="utf-8")
 
 
 def _script(name: str) -> bytes:
-    return resources.files(__package__).joinpath("scripts", name).read_bytes()
+    return _resource("scripts", name).read_bytes()
 
 
 def conda_unpack_script(
@@ -128,7 +135,7 @@ def windows_launcher(subdir: str | None) -> bytes:
             "No conda-unpack launcher for platform %r (known: %s)"
             % (subdir, ", ".join(sorted(_LAUNCHERS)))
         )
-    return resources.files(__package__).joinpath("launchers", name).read_bytes()
+    return _resource("launchers", name).read_bytes()
 
 
 def conda_unpack_files(script: bytes, windows: bool, subdir: str | None = None) -> list[Generated]:
