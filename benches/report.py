@@ -271,8 +271,12 @@ def merge_reruns(data: dict, folder: Path) -> dict:
     """``data`` with the sections of every later re-run in ``folder`` laid over it, each
     re-run noted in ``meta["reruns"]``."""
     data["meta"].setdefault("reruns", [])
-    for path in sorted(folder.glob(RERUNS)):
-        rerun = json.loads(path.read_text())
+    # In the order they ran, so that a later re-run of a section wins over an earlier one.
+    reruns = sorted(
+        ((json.loads(p.read_text()), p) for p in folder.glob(RERUNS)),
+        key=lambda rp: rp[0]["meta"]["started"],
+    )
+    for rerun, path in reruns:
         if rerun["meta"]["started"] <= data["meta"]["started"]:
             continue  # older than the full run: a fresh `make bench` supersedes it
         replaced = []
