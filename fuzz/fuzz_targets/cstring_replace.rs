@@ -1,5 +1,5 @@
-//! Binary mode: NUL-padded C-string replacement against a byte-by-byte model, in one call
-//! and in chunks; the file length never changes; shrinking never fails; A -> B -> A
+//! Binary mode: NUL-padded C-string replacement against a byte-by-byte model, in one call,
+//! in chunks and in place; the file length never changes; shrinking never fails; A -> B -> A
 //! restores the input.
 #![no_main]
 
@@ -50,6 +50,20 @@ fuzz_target!(|input: ReplaceInput| {
         (Err(_), Err(_)) => {}
         _ => panic!("whole {whole:?} but streamed {streamed:?}"),
     }
+    // In place: the same bytes and count; on failure, or after undo, the input unchanged.
+    let mut buf = data.clone();
+    let mut undo = prefix::Undo::new();
+    let in_place = prefix::replace_cstrings_in_place(&mut buf, &old, &new, &mut undo);
+    match (&whole, &in_place) {
+        (Ok((got, n)), Ok(m)) => {
+            assert_eq!(&buf, got);
+            assert_eq!(n, m);
+            prefix::undo_in_place(&mut buf, &mut undo, 0);
+        }
+        (Err(_), Err(_)) => {}
+        _ => panic!("whole {whole:?} but in place {in_place:?}"),
+    }
+    assert_eq!(buf, data);
     let Ok((out, count)) = whole else { return };
     assert_eq!(out.len(), data.len());
 
