@@ -85,9 +85,10 @@ impl Pool {
     }
 
     /// Free idle buffers of the classes asked for least recently, other than `keep`,
-    /// until what `held` counts fits the budget; false if it cannot. When the files change in size (small scripts, then large libraries), the
-    /// buffers of the sizes no longer read would otherwise fill the pool for good, and
-    /// every large buffer would be mapped, faulted in and unmapped afresh.
+    /// until what `held` counts fits the budget; false if it cannot. When the files change
+    /// in size (small scripts, then large libraries), the buffers of the sizes no longer
+    /// read would otherwise fill the pool for good, and every large buffer would be
+    /// mapped, faulted in and unmapped afresh.
     fn make_room(&self, keep: usize) -> bool {
         loop {
             if self.held.load(Ordering::Relaxed) <= BUDGET {

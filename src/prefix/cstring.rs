@@ -44,20 +44,10 @@ pub fn replace_cstrings(
             emitted = term;
         } else {
             let grow = hits * (new.len() - old.len());
-            // The terminator plus `grow` NULs after it must be present.
-            let room_end = term + 1 + grow;
-            if room_end > window.len() && !is_last {
+            if term + 1 + grow > window.len() && !is_last {
                 return hold_back(window, emitted, start, out, count);
             }
-            let visible = &window[term.min(window.len())..room_end.min(window.len())];
-            let nuls = visible.iter().take_while(|&&b| b == 0).count();
-            if nuls < grow + 1 {
-                return Err(ReplaceError::NoRoom {
-                    offset: start,
-                    needed: grow,
-                    available: nuls.saturating_sub(1),
-                });
-            }
+            room_to_grow(window, start, term, grow)?;
             out.extend_from_slice(&window[emitted..start]);
             push_replaced(span, &finder, old, new, out);
             // The padding is now part of the string; resume at the NUL that terminates it.
@@ -76,6 +66,25 @@ pub fn replace_cstrings(
     };
     out.extend_from_slice(&window[emitted..end]);
     Ok((end, count))
+}
+
+/// Whether the string at `start..term` can grow by `grow` bytes: its terminator plus
+/// `grow` NULs after it must be there (within `data`, which the caller knows is complete
+/// up to that point).
+fn room_to_grow(data: &[u8], start: usize, term: usize, grow: usize) -> Result<(), ReplaceError> {
+    let room_end = (term + 1 + grow).min(data.len());
+    let nuls = data[term.min(data.len())..room_end]
+        .iter()
+        .take_while(|&&b| b == 0)
+        .count();
+    if nuls < grow + 1 {
+        return Err(ReplaceError::NoRoom {
+            offset: start,
+            needed: grow,
+            available: nuls.saturating_sub(1),
+        });
+    }
+    Ok(())
 }
 
 /// What [`replace_cstrings_in_place`] overwrote: each rewritten region's offset and
@@ -110,18 +119,9 @@ pub fn replace_cstrings_in_place(
             term
         } else {
             let grow = hits * (new.len() - old.len());
-            let room_end = (term + 1 + grow).min(data.len());
-            let nuls = data[term.min(data.len())..room_end]
-                .iter()
-                .take_while(|&&b| b == 0)
-                .count();
-            if nuls < grow + 1 {
+            if let Err(e) = room_to_grow(data, start, term, grow) {
                 undo_in_place(data, undo, undone_from);
-                return Err(ReplaceError::NoRoom {
-                    offset: start,
-                    needed: grow,
-                    available: nuls.saturating_sub(1),
-                });
+                return Err(e);
             }
             term + grow
         };
