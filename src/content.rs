@@ -437,7 +437,7 @@ impl Material {
     fn push(&mut self, step: Step) -> Result<()> {
         match self {
             Material::Mem { path, data } => {
-                let mut out = buffers::take(data.len() + 256);
+                let mut out = buffers::take(output_room(&step, data));
                 apply(&step, data, true, &mut out, &mut ShebangState::default()).map_err(|e| {
                     Error::Relocation {
                         path: path.clone(),
@@ -630,6 +630,19 @@ fn finder(needle: &[u8]) -> memmem::Finder<'static> {
 #[derive(Default)]
 struct ShebangState {
     done: bool,
+}
+
+/// Room for `step`'s output on all of `input`: exact for a text replacement, with slack
+/// for a rewritten first line.
+fn output_room(step: &Step, input: &[u8]) -> usize {
+    match step {
+        Step::Replace {
+            mode: Mode::Text,
+            old,
+            new,
+        } => prefix::replaced_len(input, old, new),
+        _ => input.len() + 256,
+    }
 }
 
 fn apply(

@@ -48,8 +48,18 @@ pub struct Entry {
     pub package: Option<usize>,
     /// What is on disk there; None when a recorded path is missing.
     pub disk: Option<(Kind, u64)>,
-    /// The record's facts about the path (None for unmanaged files).
-    pub meta: Option<PathEntry>,
+    /// Where the record's facts about the path are among its package's paths (unused
+    /// for unmanaged files). An index, not the facts: an entry is then ~60 bytes, not
+    /// ~160, and the index holds every file of the environment at once.
+    pub recorded_at: u32,
+}
+
+impl Entry {
+    /// The record's facts about the path, if a package recorded it.
+    pub fn recorded<'a>(&self, packages: &'a [Package]) -> Option<&'a PathEntry> {
+        let paths = packages[self.package?].record.paths.as_deref()?;
+        paths.get(self.recorded_at as usize)
+    }
 }
 
 pub struct EnvIndex {
@@ -287,7 +297,9 @@ pub const SHA256: u8 = 8;
 pub const SHA256_IN_PREFIX: u8 = 16;
 
 impl Columns {
-    pub fn new(entries: Vec<Entry>) -> Columns {
+    /// The columns of `entries`, whose recorded facts are in `packages` (which keep
+    /// them: the caller may drop the packages' paths once this returns).
+    pub fn new(entries: Vec<Entry>, packages: &[Package]) -> Columns {
         let recorded: FxHashSet<&[u8]> = entries
             .iter()
             .filter(|e| e.package.is_some())
@@ -324,7 +336,8 @@ impl Columns {
             };
             c.kind.push(kind);
             c.size.push(size);
-            let m = e.meta.unwrap_or_default();
+            let unrecorded = PathEntry::default();
+            let m = e.recorded(packages).unwrap_or(&unrecorded);
             let mut flags = 0;
             if let Some(placeholder) = m.prefix_placeholder.as_deref().filter(|p| !p.is_empty()) {
                 let h = m.hashes.as_deref().cloned().unwrap_or_default();
@@ -396,7 +409,7 @@ fn join(prefix: &Path, packages: &mut [Package], found: Vec<Found>) -> Vec<Entry
         .collect();
     let mut entries = Vec::with_capacity(on_disk.len() + 64);
     for (i, pkg) in packages.iter_mut().enumerate() {
-        for mut p in pkg.record.paths.take().into_iter().flatten() {
+        for (at, p) in pkg.record.paths.iter_mut().flatten().enumerate() {
             let path = PathBuf::from(std::mem::take(&mut p.path));
             let disk = on_disk
                 .remove(path.as_os_str())
@@ -405,7 +418,7 @@ fn join(prefix: &Path, packages: &mut [Package], found: Vec<Found>) -> Vec<Entry
                 path,
                 package: Some(i),
                 disk,
-                meta: Some(p),
+                recorded_at: at as u32,
             });
         }
     }
@@ -424,7 +437,7 @@ fn join(prefix: &Path, packages: &mut [Package], found: Vec<Found>) -> Vec<Entry
         path: f.path,
         package: None,
         disk: Some((f.kind, f.size)),
-        meta: None,
+        recorded_at: 0,
     }));
     entries
 }
@@ -464,7 +477,7 @@ mod tests {
         std::fs::hard_link(p.join("a.b"), outside.path().join("cached")).unwrap();
         let idx = index(p, &[]).unwrap();
         let shared = idx.shared_inodes.clone();
-        let cols = Columns::new(idx.entries);
+        let cols = Columns::new(idx.entries, &idx.packages);
         let mut paths = Vec::new();
         let mut start = 0;
         for &end in &cols.ends {

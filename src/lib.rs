@@ -63,6 +63,31 @@ fn to_py(py: Python<'_>, e: Error) -> PyErr {
     }
 }
 
+/// Integers whose bytes may be copied out as they lie in memory.
+trait Native: Copy {}
+impl Native for u32 {}
+impl Native for u64 {}
+impl Native for i32 {}
+
+/// `v`'s elements as native-endian bytes, `v` freed once copied.
+fn native_bytes<T: Native>(py: Python<'_>, v: Vec<T>) -> Bound<'_, PyBytes> {
+    // SAFETY: `Native` types are plain integers: no padding, every byte initialised.
+    let bytes = unsafe {
+        std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(&v[..]))
+    };
+    PyBytes::new(py, bytes)
+}
+
+/// `v` as native u32s (`"I"`) when every value fits, else as u64s (`"Q"`).
+fn narrowed(py: Python<'_>, v: Vec<u64>) -> (&'static str, Bound<'_, PyBytes>) {
+    if v.iter().all(|&x| x <= u32::MAX as u64) {
+        let v: Vec<u32> = v.into_iter().map(|x| x as u32).collect();
+        ("I", native_bytes(py, v))
+    } else {
+        ("Q", native_bytes(py, v))
+    }
+}
+
 type IndexResult<'py> = (Bound<'py, PyList>, Bound<'py, PyDict>, bool, Option<String>);
 
 /// Walk a prefix and match it against conda's records, in one call:
@@ -77,16 +102,14 @@ fn index_env<'py>(
 ) -> PyResult<IndexResult<'py>> {
     let (packages_found, (cols, shared), windows, python_version) = py
         .detach(|| {
-            index::index(&prefix, &skip_top).map(|idx| {
-                let cols = index::Columns::new(idx.entries);
-                let shared: Vec<u8> = idx
-                    .shared_inodes
-                    .iter()
-                    .flat_map(|x| x.to_ne_bytes())
-                    .collect();
+            index::index(&prefix, &skip_top).map(|mut idx| {
+                let cols = index::Columns::new(idx.entries, &idx.packages);
+                for p in &mut idx.packages {
+                    p.record.paths = None;
+                }
                 (
                     idx.packages,
-                    (cols, shared),
+                    (cols, idx.shared_inodes),
                     idx.windows,
                     idx.python_version,
                 )
@@ -108,28 +131,42 @@ fn index_env<'py>(
         d.set_item("placeholders", p.placeholders.name())?;
         packages.append(d)?;
     }
-    let ne64 = |v: &[u64]| v.iter().flat_map(|x| x.to_ne_bytes()).collect::<Vec<u8>>();
-    let package: Vec<u8> = cols.package.iter().flat_map(|x| x.to_ne_bytes()).collect();
+    // Each column is copied into Python and its Rust copy freed at once, and offsets and
+    // sizes go as u32s where they fit: the columns live as long as packing does, so their
+    // bytes per file are most of what grows with an environment.
     let d = PyDict::new(py);
-    d.set_item("paths", PyBytes::new(py, &cols.paths))?;
-    d.set_item("ends", PyBytes::new(py, &ne64(&cols.ends)))?;
-    d.set_item("package", PyBytes::new(py, &package))?;
-    d.set_item("kind", PyBytes::new(py, &cols.kind))?;
-    d.set_item("size", PyBytes::new(py, &ne64(&cols.size)))?;
-    d.set_item("flags", PyBytes::new(py, &cols.flags))?;
-    d.set_item("path_type", PyBytes::new(py, &cols.path_type))?;
-    d.set_item("path_types", &cols.path_types)?;
-    d.set_item("shared_inodes", PyBytes::new(py, &shared))?;
-    let ph = &cols.with_placeholder;
-    let ne32 = |v: &[u32]| v.iter().flat_map(|x| x.to_ne_bytes()).collect::<Vec<u8>>();
+    let index::Columns {
+        paths,
+        ends,
+        package,
+        kind,
+        size,
+        flags,
+        path_type,
+        path_types,
+        with_placeholder: ph,
+    } = cols;
+    let (ends_type, ends) = narrowed(py, ends);
+    d.set_item("ends_type", ends_type)?;
+    d.set_item("ends", ends)?;
+    let (size_type, size) = narrowed(py, size);
+    d.set_item("size_type", size_type)?;
+    d.set_item("size", size)?;
+    d.set_item("paths", PyBytes::new(py, &paths))?;
+    drop(paths);
+    d.set_item("package", native_bytes(py, package))?;
+    d.set_item("kind", PyBytes::new(py, &kind))?;
+    d.set_item("flags", PyBytes::new(py, &flags))?;
+    d.set_item("path_type", PyBytes::new(py, &path_type))?;
+    d.set_item("path_types", path_types)?;
+    d.set_item("shared_inodes", native_bytes(py, shared))?;
     let p = PyDict::new(py);
-    p.set_item("entry", PyBytes::new(py, &ne64(&ph.entry)))?;
-    p.set_item("placeholder", PyBytes::new(py, &ne32(&ph.placeholder)))?;
-    p.set_item("mode", PyBytes::new(py, &ne32(&ph.mode)))?;
-    p.set_item("strings", &ph.strings)?;
+    p.set_item("entry", native_bytes(py, ph.entry))?;
+    p.set_item("placeholder", native_bytes(py, ph.placeholder))?;
+    p.set_item("mode", native_bytes(py, ph.mode))?;
+    p.set_item("strings", ph.strings)?;
     p.set_item("hashes", PyBytes::new(py, &ph.hashes))?;
     d.set_item("placeholders", p)?;
-    drop(cols);
     drop(packages_found);
     // The index's tens of megabytes are free now; give them back before packing starts.
     memory::release_freed();

@@ -192,3 +192,41 @@ def test_file_over_8_gib_in_tar(make_env, tmp_path):
     with tarfile.open(out) as t:
         assert t.getmember("share/big.bin").size == (8 << 30) + 4097
     out.unlink()
+
+
+def test_same_archive_whatever_the_chunk_size(full_env, tmp_path, monkeypatch):
+    """The plan goes to the core in chunks and each chunk's reports are read on a helper
+    thread as they come: conda-unpack's records must come out whole and in order."""
+    import conda_pack as api
+    from conda_pack.plan import Plan
+
+    whole = tmp_path / "whole.tar"
+    api.pack(prefix=str(full_env), output=str(whole), verbose=False)
+    monkeypatch.setattr(Plan, "CHUNK", 3)
+    chunked = tmp_path / "chunked.tar"
+    api.pack(prefix=str(full_env), output=str(chunked), verbose=False)
+    assert chunked.read_bytes() == whole.read_bytes()
+
+
+def test_reports_helper_raises_its_error_in_the_caller_and_stops_on_the_callers():
+    from conda_pack.packing import _in_background
+
+    seen = []
+    with _in_background(seen.append) as hand_over:
+        for i in range(5):
+            hand_over(i)
+    assert seen == [0, 1, 2, 3, 4]
+
+    def fail(item):
+        raise ValueError(f"bad {item}")
+
+    with pytest.raises(ValueError, match="bad 0"):
+        with _in_background(fail) as hand_over:
+            hand_over(0)
+
+    seen.clear()
+    with pytest.raises(KeyError):
+        with _in_background(seen.append) as hand_over:
+            hand_over(1)
+            raise KeyError("the core failed")
+    assert seen in ([], [1])

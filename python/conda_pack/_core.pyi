@@ -14,11 +14,13 @@ def index_env(
     python_version)``. One element per entry (recorded paths and files on disk), in
     bytewise path order; ``columns`` holds:
 
-    - ``paths`` (bytes): every path followed by NUL; ``ends`` (native u64s): where each
-      path's NUL is.
+    - ``paths`` (bytes): every path followed by NUL; ``ends``: where each path's NUL is,
+      as native integers of the ``array`` type code ``ends_type`` (``I`` where all fit
+      in 32 bits, else ``Q``).
     - ``package`` (native i32s): index into ``packages``, -1 for unrecorded files.
     - ``kind`` (bytes): ``f``, ``l``, ``d``, ``o`` on disk, ``-`` for a missing recorded path.
-    - ``size`` (native u64s): the record's size for recorded files (0 if none), else on disk.
+    - ``size`` (native integers of type code ``size_type``, as for ``ends``): the record's
+      size for recorded files (0 if none), else on disk.
     - ``flags`` (bytes): 1 the record gives the size; 2 unrecorded bytecode of a recorded
       source; 4 the record names a placeholder; 8 and 16 it gives sha256 and
       sha256_in_prefix.

@@ -138,8 +138,8 @@ class EnvColumns:
         self.root = root
         #: Every path followed by a NUL; ``ends[i]`` is where path ``i``'s NUL is.
         self.paths: bytes = columns["paths"]
-        self.ends = memoryview(columns["ends"]).cast("Q")
-        self.size = memoryview(columns["size"]).cast("Q")
+        self.ends = memoryview(columns["ends"]).cast(columns["ends_type"])
+        self.size = memoryview(columns["size"]).cast(columns["size_type"])
         self.package = memoryview(columns["package"]).cast("i")
         self.packages = packages
         self.info = bytearray(len(self.ends))

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from . import _core
@@ -264,12 +264,18 @@ def _is_bytecode(target: str) -> bool:
 
 
 def interpret(
-    plan: Plan, reports: list, env_prefix: str, dest: str | None, windows: bool = False
+    plan: Plan,
+    reports: list,
+    env_prefix: str,
+    dest: str | None,
+    windows: bool = False,
+    out: _Outcome | None = None,
 ) -> _Outcome:
-    """conda-unpack's records and the problems, from the core's reports. In a Windows
-    environment conda-unpack only rewrites the ``#!`` line of launcher programs among
-    binaries, which is safe for any file and needs no room: no offsets, no warnings."""
-    out = _Outcome()
+    """conda-unpack's records and the problems, from the core's reports, added to ``out``
+    (reports come a chunk at a time). In a Windows environment conda-unpack only
+    rewrites the ``#!`` line of launcher programs among binaries, which is safe for any
+    file and needs no room: no offsets, no warnings."""
+    out = _Outcome() if out is None else out
     for index, (outcome, _problem, modified, binary, contains, shebang, offsets) in reports:
         f = plan.files[index]
         if modified:
@@ -487,10 +493,46 @@ def _chunks_ahead(plan) -> Iterator[tuple[int, list]]:
         worker.join()
 
 
-def _write_plan(writer, plan, bar) -> list:
-    """Feed the plan to the writer a chunk at a time (see ``Plan``); the reports of all
-    chunks, indexed into the plan."""
-    reports = []
+@contextmanager
+def _in_background(consume: Callable[[object], None]) -> Iterator[Callable[[object], None]]:
+    """A function handing items to ``consume``, which a helper thread calls in order
+    while the caller goes on; leaving the block waits for it, and an error it raised is
+    raised here. An error in the block stops it without waiting for the rest."""
+    todo: queue.Queue = queue.Queue(maxsize=2)
+    done = object()
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        while (item := todo.get()) is not done:
+            if not failed:
+                try:
+                    consume(item)
+                except BaseException as e:  # raised in the caller's thread
+                    failed.append(e)
+
+    def hand_over(item: object) -> None:
+        if failed:
+            raise failed[0]
+        todo.put(item)
+
+    worker = threading.Thread(target=run, name="conda-pack-reports", daemon=True)
+    worker.start()
+    try:
+        yield hand_over
+    except BaseException:
+        failed.append(CondaPackException("packing stopped"))
+        raise
+    finally:
+        todo.put(done)
+        worker.join()
+    if failed:
+        raise failed[0]
+
+
+def _write_plan(writer, plan, bar, take_reports: Callable[[list], None]) -> None:
+    """Feed the plan to the writer a chunk at a time (see ``Plan``). Each chunk's
+    reports, indexed into the plan, go to ``take_reports`` on a helper thread while the
+    core writes the next chunk: they are read as they come, not kept for the end."""
     before = [0, 0]  # files and bytes written by earlier chunks
     last = [0, 0]  # the current chunk's latest counts
 
@@ -498,13 +540,14 @@ def _write_plan(writer, plan, bar) -> list:
         last[:] = files, nbytes
         bar(before[0] + files, before[1] + nbytes)
 
-    for start, chunk in _chunks_ahead(plan):
-        last[:] = 0, 0
-        got = writer.write(chunk, progress if bar is not None else None)
-        reports.extend((start + i, r) for i, r in got)
-        before[0] += last[0]
-        before[1] += last[1]
-    return reports
+    with _in_background(take_reports) as hand_over:
+        for start, chunk in _chunks_ahead(plan):
+            last[:] = 0, 0
+            got = writer.write(chunk, progress if bar is not None else None)
+            if got:
+                hand_over([(start + i, r) for i, r in got])
+            before[0] += last[0]
+            before[1] += last[1]
 
 
 def _write(
@@ -529,14 +572,18 @@ def _write(
         shared,
     )
     bar = ProgressBar(len(plan), plan.total_bytes) if ProgressBar.wanted(verbose) else None
+    out = _Outcome()
+
+    def take_reports(reports: list) -> None:
+        interpret(plan, reports, env.prefix, dest, env._layout.windows, out)
+
     completed = False
     try:
-        reports = _write_plan(writer, plan, bar)
+        _write_plan(writer, plan, bar, take_reports)
         completed = True
     finally:
         if bar is not None:
             bar.close(completed)
-    out = interpret(plan, reports, env.prefix, dest, env._layout.windows)
     if out.changed and not getattr(env, "_ignore_missing_files", False):
         raise missing_files_error(out.changed)
     _warn_outcome(out, env.prefix, dest)

@@ -17,7 +17,7 @@ mod text;
 
 pub use cstring::{replace_cstrings, replace_cstrings_in_place, undo_in_place, Undo};
 pub use shebang::{env_shebang, format_shebang, parse_shebang, Shebang, SHEBANG_LIMIT};
-pub use text::replace_text;
+pub use text::{replace_text, replaced_len};
 
 use std::fmt;
 

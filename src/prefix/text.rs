@@ -39,6 +39,17 @@ pub fn replace_text(
     (end, count)
 }
 
+/// The length of `data` once every `old` in it is `new`, for sizing the output up front:
+/// a long placeholder (conda-build's are 255 bytes) in place of a short prefix can make a
+/// file several times larger, and growing the output by doubling holds twice that.
+pub fn replaced_len(data: &[u8], old: &[u8], new: &[u8]) -> usize {
+    if old.is_empty() || new.len() <= old.len() {
+        return data.len();
+    }
+    let hits = memmem::find_iter(data, old).count();
+    data.len() + hits * (new.len() - old.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,6 +68,19 @@ mod tests {
         );
         assert_eq!(all(b"nothing", b"/old", b"/x"), b"nothing");
         assert_eq!(all(b"aaaa", b"aa", b"b"), b"bb");
+    }
+
+    #[test]
+    fn replaced_len_is_the_output_length_when_growing() {
+        for (data, old, new) in [
+            (&b"a/old/b /old"[..], &b"/old"[..], &b"/new/longer"[..]),
+            (b"nothing", b"/old", b"/much/longer"),
+            (b"aaaaa", b"aa", b"bbb"),
+        ] {
+            assert_eq!(replaced_len(data, old, new), all(data, old, new).len());
+        }
+        // Shrinking or equal: the input's length bounds the output.
+        assert_eq!(replaced_len(b"/old/old", b"/old", b"/n"), 8);
     }
 
     #[test]
