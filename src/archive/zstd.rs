@@ -12,11 +12,12 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use zstd::zstd_safe::zstd_sys as sys;
 
-/// Each worker's job: zstd's default is 4 windows (8 MiB at level 3), and every worker
-/// holds a job's input and output at once. A fixed 4 MiB job saves ~25 MB for 0.3% of
-/// ratio (measured with `zstd -3 -T2 -B4M` on a 1 GB env), and being fixed, keeps the
-/// output the same for every worker count.
-const JOB_SIZE: i32 = 4 << 20;
+/// Each worker's job: zstd's own size at level 3 (4 windows), set rather than left to
+/// the level so that the output is the same for every worker count. Each job re-reads a
+/// window's tail before its start, so smaller jobs cost more: 4 MiB jobs had saved ~20 MB
+/// of peak RSS but took 5-8% more CPU on the 3 GB benchmark env (`tar | zstd -T2 -3`,
+/// which we are measured against, uses 8 MiB).
+const JOB_SIZE: i32 = 8 << 20;
 /// `ZSTD_c_blockSplitterLevel`'s "no splitting".
 const NO_PRE_SPLIT: i32 = 1;
 
