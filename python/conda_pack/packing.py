@@ -489,10 +489,18 @@ def pack_env(
 def _chunks_ahead(plan) -> Iterator[tuple[int, list]]:
     """``plan.chunks()``, each made by a helper thread while the core writes the one
     before (the core releases the GIL): Python's share of the work, ~0.3 s per 100k files,
-    then no longer holds up the archive."""
+    then no longer holds up the archive. Only one chunk is made ahead: a chunk is a few
+    thousand tuples, and each one more alive is a megabyte or so more at the peak."""
     ready: queue.Queue = queue.Queue(maxsize=1)
+    room = threading.Semaphore(1)  # released when the consumer takes a chunk
     stop = threading.Event()
     done = object()
+
+    def wait_for_room() -> bool:
+        while not stop.is_set():
+            if room.acquire(timeout=0.1):
+                return True
+        return False
 
     def offer(item: object) -> bool:
         """Hand ``item`` over unless the consumer has stopped; False if it has."""
@@ -506,24 +514,26 @@ def _chunks_ahead(plan) -> Iterator[tuple[int, list]]:
 
     def produce() -> None:
         try:
-            for item in plan.chunks():
-                if not offer(item):
+            chunks = plan.chunks()
+            while wait_for_room():
+                item = next(chunks, done)
+                if not offer(item) or item is done:
                     return
         except BaseException as e:  # handed to the consumer, raised there
             offer(e)
-            return
-        offer(done)
 
     worker = threading.Thread(target=produce, name="conda-pack-plan", daemon=True)
     worker.start()
     try:
         while True:
             item = ready.get()
+            room.release()
             if item is done:
                 return
             if isinstance(item, BaseException):
                 raise item
             yield item
+            item = None  # not kept alive while the next chunk is awaited
     finally:
         stop.set()
         worker.join()
@@ -580,6 +590,7 @@ def _write_plan(writer, plan, bar, take_reports: Callable[[list], None]) -> None
         for start, chunk in _chunks_ahead(plan):
             last[:] = 0, 0
             got = writer.write(chunk, progress if bar is not None else None)
+            del chunk  # written: not kept while the next one is awaited
             if got:
                 hand_over([(start + i, r) for i, r in got])
             before[0] += last[0]
