@@ -262,8 +262,11 @@ class _PrefixRecords:
         self._kind = array("I")
         self._kinds: list[tuple[str, str]] = []
         self._kind_ids: dict[tuple[str, str], int] = {}
-        #: Binary files' C string offsets, by position in ``_rows``.
-        self._offsets: dict[int, tuple] = {}
+        #: Binary files' C string offsets, all in one array: record ``i``'s are
+        #: ``_offsets[_spans[i] : _spans[i + 1]]``. A tuple of ints per binary file, kept
+        #: from the middle of packing to its end, pinned Python's small-object memory.
+        self._offsets = array("Q")
+        self._spans = array("Q", [0])
 
     def add(self, row: int, placeholder: str, mode: str, offsets: tuple) -> None:
         kind = (placeholder, mode)
@@ -271,15 +274,16 @@ class _PrefixRecords:
         if k is None:
             k = self._kind_ids[kind] = len(self._kinds)
             self._kinds.append(kind)
-        if offsets:
-            self._offsets[len(self._rows)] = offsets
+        self._offsets.extend(offsets)
+        self._spans.append(len(self._offsets))
         self._rows.append(row)
         self._kind.append(k)
 
     def records(self) -> list[PrefixRecord]:
+        spans, offsets = self._spans, self._offsets
         return [
-            PrefixRecord(self._target(row), *self._kinds[k], self._offsets.get(i, ()))
-            for i, (row, k) in enumerate(zip(self._rows, self._kind))
+            PrefixRecord(self._target(row), *self._kinds[k], tuple(offsets[a:b]) if b > a else ())
+            for row, k, a, b in zip(self._rows, self._kind, spans, spans[1:])
         ]
 
 
@@ -342,7 +346,7 @@ def interpret(
             # spelling, and change nothing when none is there.
             contains = True
         if contains:
-            spans = tuple(offsets) if mode == "binary" and not windows else ()
+            spans = offsets if mode == "binary" and not windows else ()
             out.prefix.add(index, placeholder, mode, spans)
         if shebang is not None:
             exe, options, _rewritten = shebang
@@ -544,7 +548,7 @@ def _in_background(consume: Callable[[object], None]) -> Iterator[Callable[[obje
     """A function handing items to ``consume``, which a helper thread calls in order
     while the caller goes on; leaving the block waits for it, and an error it raised is
     raised here. An error in the block stops it without waiting for the rest."""
-    todo: queue.Queue = queue.Queue(maxsize=2)
+    todo: queue.Queue = queue.Queue(maxsize=1)
     done = object()
     failed: list[BaseException] = []
 
