@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 import threading
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 from . import _core
@@ -250,10 +250,9 @@ def _mksquashfs(staging: str, out: str, level: int, threads: int, verbose: bool)
 
 
 class _PrefixRecords:
-    """conda-unpack's prefix records as packing finds them: plan rows and a few bytes
-    each until the end, not a record object and a path string per file. Records are made
-    while the environment is packed, between short-lived objects by the hundred thousand,
-    and ~15k of them (the 3 GB benchmark env) kept as objects held ~3 MB for as long."""
+    """conda-unpack's prefix records as packing finds them: a plan row and a few bytes
+    each until the end, not a record object and a path string per file (the 3 GB
+    benchmark env's ~15k records held ~3 MB that way from the middle of packing on)."""
 
     def __init__(self, target: Callable[[int], str]) -> None:
         self._target = target
@@ -262,13 +261,12 @@ class _PrefixRecords:
         self._kind = array("I")
         self._kinds: list[tuple[str, str]] = []
         self._kind_ids: dict[tuple[str, str], int] = {}
-        #: Binary files' C string offsets, all in one array: record ``i``'s are
-        #: ``_offsets[_spans[i] : _spans[i + 1]]``. A tuple of ints per binary file, kept
-        #: from the middle of packing to its end, pinned Python's small-object memory.
+        #: Binary files' C string offsets, all in one array (no int objects kept):
+        #: record ``i``'s are ``_offsets[_spans[i] : _spans[i + 1]]``.
         self._offsets = array("Q")
         self._spans = array("Q", [0])
 
-    def add(self, row: int, placeholder: str, mode: str, offsets: tuple) -> None:
+    def add(self, row: int, placeholder: str, mode: str, offsets: Iterable[int]) -> None:
         kind = (placeholder, mode)
         k = self._kind_ids.get(kind)
         if k is None:
