@@ -325,6 +325,8 @@ impl Columns {
             ..Columns::default()
         };
         let mut type_index: HashMap<String, u8> = HashMap::new();
+        let unrecorded = PathEntry::default();
+        let no_hashes = Hashes::default();
         for (i, (e, compiled)) in entries.into_iter().zip(compiled).enumerate() {
             c.paths.extend_from_slice(e.path.as_os_str().as_bytes());
             c.ends.push(c.paths.len() as u64);
@@ -336,13 +338,12 @@ impl Columns {
             };
             c.kind.push(kind);
             c.size.push(size);
-            let unrecorded = PathEntry::default();
             let m = e.recorded(packages).unwrap_or(&unrecorded);
             let mut flags = 0;
             if let Some(placeholder) = m.prefix_placeholder.as_deref().filter(|p| !p.is_empty()) {
-                let h = m.hashes.as_deref().cloned().unwrap_or_default();
+                let h = m.hashes.as_deref().unwrap_or(&no_hashes);
                 let mode = m.file_mode.as_deref();
-                flags |= c.with_placeholder.push(i, placeholder, mode, &h);
+                flags |= c.with_placeholder.push(i, placeholder, mode, h);
             }
             if m.size_in_bytes.is_some() {
                 flags |= SIZE_RECORDED;

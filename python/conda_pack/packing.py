@@ -567,8 +567,8 @@ def _in_background(consume: Callable[[object], None]) -> Iterator[Callable[[obje
     worker.start()
     try:
         yield hand_over
-    except BaseException:
-        failed.append(CondaPackException("packing stopped"))
+    except BaseException as e:
+        failed.append(e)  # the helper skips what is left
         raise
     finally:
         todo.put(done)
