@@ -230,3 +230,17 @@ def test_reports_helper_raises_its_error_in_the_caller_and_stops_on_the_callers(
             hand_over(1)
             raise KeyError("the core failed")
     assert seen in ([], [1])
+
+
+def test_same_archive_whatever_the_rewrite_limit(full_env, tmp_path, monkeypatch):
+    """Chunks also end at ``REWRITES`` rewritten files: conda-unpack's records (made as
+    the last chunk's reports come in) and the archive stay the same."""
+    import conda_pack as api
+    from conda_pack.plan import Plan
+
+    whole = tmp_path / "whole.tar"
+    api.pack(prefix=str(full_env), output=str(whole), verbose=False)
+    monkeypatch.setattr(Plan, "REWRITES", 1)
+    chunked = tmp_path / "chunked.tar"
+    api.pack(prefix=str(full_env), output=str(chunked), verbose=False)
+    assert chunked.read_bytes() == whole.read_bytes()

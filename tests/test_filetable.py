@@ -160,3 +160,33 @@ def test_entries_made_from_the_columns_match_entries_made_from_files(full_env):
     assert [as_str(e) for e in fast] == slow
     # Nearly every file took the fast path, a target straight from the paths column.
     assert sum(isinstance(e[0], bytes) for e in fast) > len(fast) // 2
+
+
+def test_chunks_end_at_the_file_or_the_rewrite_limit(full_env, monkeypatch):
+    """A chunk holds at most ``CHUNK`` files and at most ``REWRITES`` rewritten ones (a
+    content spec each), with no entry lost or repeated, from the columns or from Files."""
+    from conda_pack.plan import Plan
+
+    monkeypatch.setattr(Plan, "CHUNK", 50)
+    monkeypatch.setattr(Plan, "REWRITES", 3)
+    env = CondaEnv.from_prefix(str(full_env))
+    for files in (env._files, list(env._files)):
+        plan = Plan(env, None, files)
+        chunks = list(plan.chunks())
+        expected = [plan.entry(i) for i in range(len(plan))]
+        got = [e for _, chunk in chunks for e in chunk]
+        assert [(os.fsdecode(e[0]), *e[1:]) for e in got] == expected
+        starts = [start for start, _ in chunks]
+        assert starts == [sum(len(c) for _, c in chunks[:k]) for k in range(len(chunks))]
+        rewritten = [sum(isinstance(e[2], tuple) for e in c) for _, c in chunks]
+        assert max(rewritten) == 3 and all(len(c) <= 50 for _, c in chunks)
+        # A chunk ends early only at its third rewrite.
+        for (_, c), n in zip(chunks[:-1], rewritten[:-1]):
+            assert len(c) == 50 or (n == 3 and isinstance(c[-1][2], tuple))
+
+
+def test_targets_decoded_a_block_at_a_time_are_every_entrys_path(full_env):
+    cols = CondaEnv.from_prefix(str(full_env))._files._cols
+    every = [cols.target(e) for e in range(len(cols.ends))]
+    for block in (1, 2, 7, 4096):
+        assert list(cols.targets(block)) == every

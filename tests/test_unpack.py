@@ -192,3 +192,45 @@ def test_a_worker_process_failure_is_one_line_and_exit_1(archive, tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == ["conda-unpack: etc/cprog.conf: Is a directory"]
     assert not (root / "conda-meta" / ".conda-unpack-prefix").exists()
+
+
+def test_records_are_written_in_path_order_however_they_come(tmp_path):
+    """conda-unpack's data: rows sorted by path (records may come in any order, or
+    lazily, as packing hands them over), placeholders numbered in sorted order."""
+    import json
+    import random
+    import re
+
+    from conda_pack.packing import _PrefixRecords
+    from conda_pack.unpack import PrefixRecord, ShebangRecord, conda_unpack_script
+
+    ordered = [
+        PrefixRecord("bin/a", "/ph/two", "text"),
+        PrefixRecord("lib/b.so", "/ph/one", "binary", (0, 17)),
+        PrefixRecord("lib/c.so", "/ph/two", "binary", (5,)),
+        PrefixRecord("share/\u00e9", "/ph/one", "text"),
+    ]
+    shebang = [ShebangRecord("bin/z", "bin/python", "-E"), ShebangRecord("bin/y", "bin/python", "")]
+    lazy = _PrefixRecords(lambda row: ordered[row].path)
+    for row, r in enumerate(ordered):
+        lazy.add(row, r.placeholder, r.mode, r.offsets)
+    shuffled = ordered[:]
+    random.Random(1).shuffle(shuffled)
+
+    def data(records) -> dict:
+        script = conda_unpack_script(records, shebang, "1.0").decode()
+        return json.loads(eval(re.search(r"^_DATA = json.loads\((.*)\)$", script, re.M)[1]))
+
+    expected = {
+        "placeholders": ["/ph/one", "/ph/two"],
+        "prefix": [
+            ["bin/a", 1, "text"],
+            ["lib/b.so", 0, "binary", [0, 17]],
+            ["lib/c.so", 1, "binary", [5]],
+            ["share/\u00e9", 0, "text"],
+        ],
+        "shebang": [["bin/y", "bin/python", ""], ["bin/z", "bin/python", "-E"]],
+        "windows": False,
+    }
+    assert data(ordered) == data(shuffled) == data(lazy) == expected
+    assert len(lazy) == 4 and list(lazy) == ordered and ordered[2] in lazy

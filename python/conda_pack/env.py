@@ -181,9 +181,6 @@ def read_files(
     kinds, flags, type_of = columns["kind"], columns["flags"], columns["path_type"]
     type_names = [None, *columns["path_types"]]
     package, info, special = cols.package, cols.info, cols.special
-    # The paths, decoded at once: a transient list, gone before any byte is packed.
-    paths = cols.paths.decode("utf-8", "surrogateescape").split("\0")
-    paths.pop()
 
     bin_prefix = layout.bin_dir + "/"
     records = {"conda-meta/" + p.filename for p in packages}
@@ -196,7 +193,7 @@ def read_files(
     rows = array("I")
     keep = rows.append
     missing: dict[tuple[str, str], list[str]] = {}
-    for e, path in enumerate(paths):
+    for e, path in enumerate(cols.targets()):
         kind = kinds[e]
         index = package[e]
         if index < 0:  # no package records it
@@ -256,7 +253,6 @@ def read_files(
         else:
             info[e] = IS_CONDA
         keep(e)
-    del paths
 
     if missing and not ignore_missing_files:
         raise missing_files_error(missing)

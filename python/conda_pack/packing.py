@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 import threading
 from array import array
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 
 from . import _core
@@ -249,10 +249,11 @@ def _mksquashfs(staging: str, out: str, level: int, threads: int, verbose: bool)
         )
 
 
-class _PrefixRecords:
+class _PrefixRecords(Collection):
     """conda-unpack's prefix records as packing finds them: a plan row and a few bytes
-    each until the end, not a record object and a path string per file (the 3 GB
-    benchmark env's ~15k records held ~3 MB that way from the middle of packing on)."""
+    each, not a record object and a path string per file (the 3 GB benchmark env's ~15k
+    records held ~3 MB that way from the middle of packing on). Iterating makes each
+    record when it is asked for, so writing them out needs no list of them either."""
 
     def __init__(self, target: Callable[[int], str]) -> None:
         self._target = target
@@ -277,12 +278,16 @@ class _PrefixRecords:
         self._rows.append(row)
         self._kind.append(k)
 
-    def records(self) -> list[PrefixRecord]:
-        spans, offsets = self._spans, self._offsets
-        return [
-            PrefixRecord(self._target(row), *self._kinds[k], tuple(offsets[a:b]) if b > a else ())
-            for row, k, a, b in zip(self._rows, self._kind, spans, spans[1:])
-        ]
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __iter__(self) -> Iterator[PrefixRecord]:
+        spans, offsets, kinds, target = self._spans, self._offsets, self._kinds, self._target
+        for row, k, a, b in zip(self._rows, self._kind, spans, spans[1:]):
+            yield PrefixRecord(target(row), *kinds[k], tuple(offsets[a:b]) if b > a else ())
+
+    def __contains__(self, record: object) -> bool:
+        return any(r == record for r in self)
 
 
 class _Outcome:
@@ -391,7 +396,7 @@ def _generated(
     if not (dest is not None and has_conda):
         files += activation_scripts(layout.windows)
     if dest is None:
-        script = conda_unpack_script(out.prefix.records(), out.shebang, __version__, layout.windows)
+        script = conda_unpack_script(out.prefix, out.shebang, __version__, layout.windows)
         files += conda_unpack_files(script, layout.windows, layout.subdir)
     return files
 

@@ -205,9 +205,14 @@ class Plan:
 
     #: Files per ``_core.ArchiveWriter.write`` call: small next to any environment, large
     #: enough that the core's pipeline refills between calls are lost in the noise. Two
-    #: chunks are alive at once, one in each language, at up to ~600 bytes a file when
-    #: every file in it is rewritten: 8192 cost 5 MB more peak memory.
+    #: chunks are alive at once, one in each language: 8192 cost 5 MB more peak memory.
     CHUNK = 4096
+    #: A chunk also ends at this many rewritten files (entries with a content spec). Such
+    #: an entry and its report cost ~1.5 KB of Python objects where a plain copy's costs
+    #: ~150 bytes, and packages that hold the prefix cluster in path order: the 3 GB
+    #: benchmark env has a stretch of ~12k files nearly all rewritten, whose full chunks
+    #: had raised Python's memory for the rest of the run.
+    REWRITES = 1024
 
     def __init__(self, env: CondaEnv, dest: str | None, files: list) -> None:
         self.files = files
@@ -245,28 +250,41 @@ class Plan:
         return (target, source, content, mode, None, size)
 
     def chunks(self):
-        """``(first_index, entries)`` for consecutive runs of ``CHUNK`` files."""
-        n, size = len(self.files), self.CHUNK
+        """``(first_index, entries)`` for consecutive runs of files: ``CHUNK`` of them,
+        or fewer where ``REWRITES`` of them are rewritten."""
+        n = len(self.files)
         entries = self._table_entries if isinstance(self.files, FileTable) else self._entries
-        for start in range(0, n, size):
-            yield start, entries(start, min(start + size, n))
+        start = 0
+        while start < n:
+            chunk = entries(start, min(start + self.CHUNK, n))
+            yield start, chunk
+            start += len(chunk)
 
     def _entries(self, start: int, stop: int) -> list[tuple]:
-        entry = self.entry
-        return [entry(i) for i in range(start, stop)]
+        """``entry(i)`` from ``start`` on, up to ``stop`` or ``REWRITES`` rewritten files."""
+        entry, out, rewrites = self.entry, [], 0
+        for i in range(start, stop):
+            e = entry(i)
+            out.append(e)
+            if isinstance(e[2], tuple):
+                rewrites += 1
+                if rewrites == self.REWRITES:
+                    break
+        return out
 
     def _table_entries(self, start: int, stop: int) -> list[tuple]:
-        """``entry(i)`` for each row, with plain copies (nearly every file) made straight
-        from the table's columns: making a ``File`` first costs ~3 us a file, a third of
-        a second per 100k files taken from the cores that read and write them."""
+        """``_entries``, with plain copies (nearly every file) made straight from the
+        table's columns: making a ``File`` first costs ~3 us a file, a third of a second
+        per 100k files taken from the cores that read and write them."""
         cols = self.files._cols
         if cols.root != self._prefix:
             return self._entries(start, stop)
         rows, info, sizes = self.files._rows, cols.info, cols.size
         paths, ends = cols.paths, cols.ends
         special, overrides, entry = cols.special, self.overrides, self.entry
-        out = []
+        out: list[tuple] = []
         add = out.append
+        rewrites, limit = 0, self.REWRITES
         for i in range(start, stop):
             e = rows[i]
             flags = info[e]
@@ -277,7 +295,12 @@ class Plan:
                 or i in overrides
                 or paths.startswith(b"conda-meta/", begin)
             ):
-                add(entry(i))
+                made = entry(i)
+                add(made)
+                if isinstance(made[2], tuple):
+                    rewrites += 1
+                    if rewrites == limit:
+                        break
                 continue
             size = sizes[e]
             checked = size if flags & CHECK_SIZE else None

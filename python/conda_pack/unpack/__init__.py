@@ -4,8 +4,10 @@ parcel metadata. Their sources live beside this module; this module fills them i
 
 from __future__ import annotations
 
+import io
 import json
 import re
+from collections.abc import Collection
 from typing import NamedTuple
 
 from ..errors import CondaPackException
@@ -85,24 +87,33 @@ def _script(name: str) -> bytes:
 
 
 def conda_unpack_script(
-    prefix_records: list[PrefixRecord],
+    prefix_records: Collection[PrefixRecord],
     shebang_records: list[ShebangRecord],
     version: str,
     windows: bool = False,
 ) -> bytes:
-    """The conda-unpack program, with its records filled in."""
-    placeholders = sorted({r.placeholder for r in prefix_records})
-    index = {p: i for i, p in enumerate(placeholders)}
-    data = {
-        "placeholders": placeholders,
-        "prefix": [
-            [r.path, index[r.placeholder], r.mode] + ([list(r.offsets)] if r.offsets else [])
-            for r in sorted(prefix_records)
-        ],
-        "shebang": [list(r) for r in sorted(shebang_records)],
-        "windows": windows,
-    }
-    blob = json.dumps(data, separators=(",", ":"), sort_keys=True)
+    """The conda-unpack program, with its records filled in. ``prefix_records`` is read
+    twice; each record is turned into its JSON row as it comes, so that tens of thousands
+    of them need no list of records and rows alongside (packing hands over records it
+    makes on the fly, already in order)."""
+    placeholders: set[str] = set()
+    in_order, last = True, None
+    for r in prefix_records:
+        placeholders.add(r.placeholder)
+        if last is not None and r < last:
+            in_order = False
+        last = r
+    ordered = prefix_records if in_order else sorted(prefix_records)
+    index = {p: i for i, p in enumerate(sorted(placeholders))}
+    encode = json.JSONEncoder(separators=(",", ":")).encode
+    blob = io.StringIO()
+    blob.write('{"placeholders":%s,"prefix":[' % encode(sorted(placeholders)))
+    for i, r in enumerate(ordered):
+        row = [r.path, index[r.placeholder], r.mode] + ([list(r.offsets)] if r.offsets else [])
+        blob.write("," + encode(row) if i else encode(row))
+    shebang = [list(r) for r in sorted(shebang_records)]
+    blob.write('],"shebang":%s,"windows":%s}' % (encode(shebang), encode(windows)))
+    blob = blob.getvalue()
     source = _read("conda_unpack.py")
     source, n = re.subn(
         r"^# <conda-pack:data>\n_DATA = .*$",
