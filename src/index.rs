@@ -12,8 +12,8 @@ use crate::scan::{self, Found, Kind};
 use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::HashMap;
-use std::ffi::OsString;
-use std::os::unix::ffi::OsStrExt;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -43,13 +43,13 @@ pub struct Package {
 
 /// A path recorded by a package, or found on disk, or both.
 pub struct Entry {
-    pub path: PathBuf,
+    pub path: Box<[u8]>,
     /// Index into [`EnvIndex::packages`]; None for files no package recorded.
-    pub package: Option<usize>,
+    pub package: Option<u32>,
     /// What is on disk there; None when a recorded path is missing.
     pub disk: Option<(Kind, u64)>,
     /// Where the record's facts about the path are among its package's paths (unused
-    /// for unmanaged files). An index, not the facts: an entry is then ~60 bytes, not
+    /// for unmanaged files). An index, not the facts: an entry is then 48 bytes, not
     /// ~160, and the index holds every file of the environment at once.
     pub recorded_at: u32,
 }
@@ -57,7 +57,7 @@ pub struct Entry {
 impl Entry {
     /// The record's facts about the path, if a package recorded it.
     pub fn recorded<'a>(&self, packages: &'a [Package]) -> Option<&'a PathEntry> {
-        let paths = packages[self.package?].record.paths.as_deref()?;
+        let paths = packages[self.package? as usize].record.paths.as_deref()?;
         paths.get(self.recorded_at as usize)
     }
 }
@@ -124,12 +124,7 @@ pub fn index(prefix: &Path, skip_top: &[OsString]) -> Result<EnvIndex> {
     let mut entries = join(prefix, &mut packages, found);
     // In archive order (bytewise, as Python orders str), records' order kept among
     // duplicates: Python then walks and keeps entries without sorting or copying them.
-    entries.par_sort_by(|a, b| {
-        a.path
-            .as_os_str()
-            .as_bytes()
-            .cmp(b.path.as_os_str().as_bytes())
-    });
+    entries.par_sort_by(|a, b| a.path.cmp(&b.path));
     crate::memory::release_freed();
     Ok(EnvIndex {
         entries,
@@ -169,12 +164,12 @@ fn resolve_placeholders(records: Vec<Record>, layout: &Layout) -> Vec<Package> {
                     .files
                     .iter()
                     .map(|f| PathEntry {
-                        path: f.clone(),
+                        path: f.as_str().into(),
                         ..PathEntry::default()
                     })
                     .collect()
             });
-            if paths.iter().any(|p| p.prefix_placeholder.is_some()) {
+            if paths.iter().any(|p| p.placeholder.is_some()) {
                 return Package {
                     record,
                     placeholders: Placeholders::CondaMeta,
@@ -196,13 +191,15 @@ fn resolve_placeholders(records: Vec<Record>, layout: &Layout) -> Vec<Package> {
                 .into_iter()
                 .map(|e| (layout.installed(&e.path, noarch), e))
                 .collect();
+            // No path of this record names a placeholder (see above), so the cache's
+            // facts are the only ones.
             for p in paths.iter_mut() {
-                if let Some(c) = by_path.get(&p.path) {
-                    if c.prefix_placeholder.is_some() {
-                        p.prefix_placeholder = c.prefix_placeholder.clone();
-                        p.file_mode = c.file_mode.clone().or(Some(Arc::from("text")));
+                if let Some(c) = by_path.get(&*p.path) {
+                    if let Some(ph) = &c.placeholder {
+                        let mut ph = ph.clone();
+                        ph.file_mode = ph.file_mode.or(Some(Arc::from("text")));
+                        p.placeholder = Some(ph);
                         p.size_in_bytes = p.size_in_bytes.or(c.size_in_bytes);
-                        p.hashes = p.hashes.take().or(c.hashes.clone());
                     }
                 }
             }
@@ -303,14 +300,13 @@ impl Columns {
         let recorded: FxHashSet<&[u8]> = entries
             .iter()
             .filter(|e| e.package.is_some())
-            .map(|e| e.path.as_os_str().as_bytes())
+            .map(|e| &*e.path)
             .collect();
         let compiled: Vec<bool> = entries
             .iter()
             .map(|e| {
                 e.package.is_none()
-                    && bytecode_source(e.path.as_os_str().as_bytes())
-                        .is_some_and(|s| recorded.contains(s.as_slice()))
+                    && bytecode_source(&e.path).is_some_and(|s| recorded.contains(s.as_slice()))
             })
             .collect();
         drop(recorded);
@@ -326,9 +322,8 @@ impl Columns {
         };
         let mut type_index: HashMap<String, u8> = HashMap::new();
         let unrecorded = PathEntry::default();
-        let no_hashes = Hashes::default();
         for (i, (e, compiled)) in entries.into_iter().zip(compiled).enumerate() {
-            c.paths.extend_from_slice(e.path.as_os_str().as_bytes());
+            c.paths.extend_from_slice(&e.path);
             c.ends.push(c.paths.len() as u64);
             c.paths.push(0);
             c.package.push(e.package.map_or(-1, |p| p as i32));
@@ -340,10 +335,9 @@ impl Columns {
             c.size.push(size);
             let m = e.recorded(packages).unwrap_or(&unrecorded);
             let mut flags = 0;
-            if let Some(placeholder) = m.prefix_placeholder.as_deref().filter(|p| !p.is_empty()) {
-                let h = m.hashes.as_deref().unwrap_or(&no_hashes);
-                let mode = m.file_mode.as_deref();
-                flags |= c.with_placeholder.push(i, placeholder, mode, h);
+            if let Some(ph) = m.placeholder.as_deref().filter(|p| !p.text.is_empty()) {
+                let mode = ph.file_mode.as_deref();
+                flags |= c.with_placeholder.push(i, &ph.text, mode, &ph.hashes);
             }
             if m.size_in_bytes.is_some() {
                 flags |= SIZE_RECORDED;
@@ -411,13 +405,13 @@ fn join(prefix: &Path, packages: &mut [Package], found: Vec<Found>) -> Vec<Entry
     let mut entries = Vec::with_capacity(on_disk.len() + 64);
     for (i, pkg) in packages.iter_mut().enumerate() {
         for (at, p) in pkg.record.paths.iter_mut().flatten().enumerate() {
-            let path = PathBuf::from(std::mem::take(&mut p.path));
+            let path = std::mem::take(&mut p.path).into_boxed_bytes();
             let disk = on_disk
-                .remove(path.as_os_str())
+                .remove(OsStr::from_bytes(&path))
                 .map(|(kind, _)| (kind, p.size_in_bytes.unwrap_or(0)));
             entries.push(Entry {
                 path,
-                package: Some(i),
+                package: Some(i as u32),
                 disk,
                 recorded_at: at as u32,
             });
@@ -435,7 +429,7 @@ fn join(prefix: &Path, packages: &mut [Package], found: Vec<Found>) -> Vec<Entry
     rest.sort_by(|a, b| a.path.cmp(&b.path));
     scan::sizes(prefix, &mut rest);
     entries.extend(rest.into_iter().map(|f| Entry {
-        path: f.path,
+        path: f.path.into_os_string().into_vec().into_boxed_slice(),
         package: None,
         disk: Some((f.kind, f.size)),
         recorded_at: 0,
@@ -529,12 +523,12 @@ mod tests {
         )
         .unwrap();
         let idx = index(p, &[]).unwrap();
-        let got: Vec<(String, Option<usize>, bool)> = idx
+        let got: Vec<(String, Option<u32>, bool)> = idx
             .entries
             .iter()
             .map(|e| {
                 (
-                    e.path.to_string_lossy().into_owned(),
+                    String::from_utf8_lossy(&e.path).into_owned(),
                     e.package,
                     e.disk.is_some(),
                 )
