@@ -194,15 +194,17 @@ def test_file_over_8_gib_in_tar(make_env, tmp_path):
     out.unlink()
 
 
-def test_same_archive_whatever_the_chunk_size(full_env, tmp_path, monkeypatch):
-    """The plan goes to the core in chunks and each chunk's reports are read on a helper
-    thread as they come: conda-unpack's records must come out whole and in order."""
+@pytest.mark.parametrize("limit", [("CHUNK", 3), ("REWRITES", 1)], ids=["files", "rewrites"])
+def test_same_archive_whatever_the_chunk_size(full_env, tmp_path, monkeypatch, limit):
+    """The plan goes to the core in chunks (ending at ``CHUNK`` files or ``REWRITES``
+    rewritten ones) and each chunk's reports are read on a helper thread as they come:
+    conda-unpack's records must come out whole and in order."""
     import conda_pack as api
     from conda_pack.plan import Plan
 
     whole = tmp_path / "whole.tar"
     api.pack(prefix=str(full_env), output=str(whole), verbose=False)
-    monkeypatch.setattr(Plan, "CHUNK", 3)
+    monkeypatch.setattr(Plan, *limit)
     chunked = tmp_path / "chunked.tar"
     api.pack(prefix=str(full_env), output=str(chunked), verbose=False)
     assert chunked.read_bytes() == whole.read_bytes()
@@ -230,17 +232,3 @@ def test_reports_helper_raises_its_error_in_the_caller_and_stops_on_the_callers(
             hand_over(1)
             raise KeyError("the core failed")
     assert seen in ([], [1])
-
-
-def test_same_archive_whatever_the_rewrite_limit(full_env, tmp_path, monkeypatch):
-    """Chunks also end at ``REWRITES`` rewritten files: conda-unpack's records (made as
-    the last chunk's reports come in) and the archive stay the same."""
-    import conda_pack as api
-    from conda_pack.plan import Plan
-
-    whole = tmp_path / "whole.tar"
-    api.pack(prefix=str(full_env), output=str(whole), verbose=False)
-    monkeypatch.setattr(Plan, "REWRITES", 1)
-    chunked = tmp_path / "chunked.tar"
-    api.pack(prefix=str(full_env), output=str(chunked), verbose=False)
-    assert chunked.read_bytes() == whole.read_bytes()
