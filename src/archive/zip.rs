@@ -5,6 +5,10 @@
 //! many small files and a zip of one huge file both use every worker. The output file
 //! is seekable, so local headers are patched with CRC and sizes at the end instead of
 //! using data descriptors, which some streaming readers mishandle.
+//!
+//! The central directory (~90 bytes an entry) is spilled to an unnamed file beside the
+//! archive as entries complete and copied in at the end, so memory does not grow with the
+//! number of files: only what patching the local headers needs stays, 32 bytes an entry.
 
 use super::blocks::{wait, Codec, Pipeline, Ticket};
 use super::compress::GZIP_BLOCK;
@@ -13,7 +17,7 @@ use super::{Archive, Meta, Origin};
 use crate::content::Body;
 use crate::error::{Error, Result};
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Seek, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -81,6 +85,16 @@ struct Central {
     usize: u64,
 }
 
+/// Where an entry's local header gets its CRC and sizes once the entry is written.
+struct Patch {
+    offset: u64,
+    csize: u64,
+    usize: u64,
+    crc: u32,
+    name_len: u16,
+    zip64_local: bool,
+}
+
 pub struct ZipArchive {
     pipe: Option<Pipeline<EntryDeflate, Mark, ()>>,
     path: PathBuf,
@@ -96,8 +110,13 @@ impl ZipArchive {
         zip64: bool,
         threads: usize,
     ) -> ZipArchive {
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
         let pipe = Pipeline::new(EntryDeflate { level }, threads, move |rx| {
-            write_zip(file, rx, zip64)
+            write_zip(file, &dir, rx, zip64)
         });
         ZipArchive {
             pipe: Some(pipe),
@@ -213,12 +232,16 @@ impl Archive for ZipArchive {
 /// The output thread: headers, compressed blocks and the central directory, in order.
 fn write_zip(
     file: File,
+    dir: &Path,
     rx: &crossbeam_channel::Receiver<Ticket<Block, Mark>>,
     zip64: bool,
 ) -> io::Result<()> {
     let mut out = BufWriter::with_capacity(1 << 20, file);
     let mut offset = 0u64;
-    let mut entries: Vec<Central> = Vec::new();
+    // Unnamed (or unlinked at once): nothing is left behind whatever happens.
+    let mut central = BufWriter::with_capacity(1 << 16, tempfile::tempfile_in(dir)?);
+    let mut cd_size = 0u64;
+    let mut entries: Vec<Patch> = Vec::new();
     let mut current: Option<(Central, crc32fast::Hasher)> = None;
     let need64 = |what: bool| -> io::Result<()> {
         if what && !zip64 {
@@ -269,17 +292,30 @@ fn write_zip(
                         String::from_utf8_lossy(&c.begin.name)
                     )));
                 }
-                entries.push(c);
+                let rec = central_record(&c);
+                central.write_all(&rec)?;
+                cd_size += rec.len() as u64;
+                entries.push(Patch {
+                    offset: c.offset,
+                    csize: c.csize,
+                    usize: c.usize,
+                    crc: c.crc,
+                    name_len: c.begin.name.len() as u16,
+                    zip64_local: c.begin.zip64_local,
+                });
             }
         }
     }
     let cd_start = offset;
-    for c in &entries {
-        let rec = central_record(c);
-        out.write_all(&rec)?;
-        offset += rec.len() as u64;
+    let mut central = central.into_inner().map_err(|e| e.into_error())?;
+    central.rewind()?;
+    if io::copy(&mut central, &mut out)? != cd_size {
+        return Err(io::Error::other(
+            "zip: the spilled central directory came back short",
+        ));
     }
-    let cd_size = offset - cd_start;
+    drop(central);
+    offset += cd_size;
     let count = entries.len() as u64;
     let needs64 = count >= 0xFFFF || cd_start > U32_MAX || cd_size > U32_MAX;
     need64(needs64)?;
@@ -316,14 +352,14 @@ fn write_zip(
     for c in &entries {
         let mut patch = Vec::with_capacity(12);
         patch.extend_from_slice(&c.crc.to_le_bytes());
-        if c.begin.zip64_local {
+        if c.zip64_local {
             patch.extend_from_slice(&U32_MAX.to_le_bytes()[..4]);
             patch.extend_from_slice(&U32_MAX.to_le_bytes()[..4]);
             file.write_all_at(&patch, c.offset + 14)?;
             let mut ext = Vec::with_capacity(16);
             ext.extend_from_slice(&c.usize.to_le_bytes());
             ext.extend_from_slice(&c.csize.to_le_bytes());
-            let extra_at = c.offset + 30 + c.begin.name.len() as u64 + 4;
+            let extra_at = c.offset + 30 + c.name_len as u64 + 4;
             file.write_all_at(&ext, extra_at)?;
         } else {
             patch.extend_from_slice(&(c.csize as u32).to_le_bytes());
