@@ -232,5 +232,5 @@ def test_records_are_written_in_path_order_however_they_come(tmp_path):
         "shebang": [["bin/y", "bin/python", ""], ["bin/z", "bin/python", "-E"]],
         "windows": False,
     }
-    assert data(ordered) == data(shuffled) == data(lazy) == expected
+    assert data(ordered) == data(shuffled) == data(lazy) == data(iter(shuffled)) == expected
     assert len(lazy) == 4 and list(lazy) == ordered and ordered[2] in lazy

@@ -96,6 +96,8 @@ def conda_unpack_script(
     twice; each record is turned into its JSON row as it comes, so that tens of thousands
     of them need no list of records and rows alongside (packing hands over records it
     makes on the fly, already in order)."""
+    if not isinstance(prefix_records, Collection):  # a one-shot iterator: keep it
+        prefix_records = list(prefix_records)
     placeholders: set[str] = set()
     in_order, last = True, None
     for r in prefix_records:
@@ -106,14 +108,14 @@ def conda_unpack_script(
     ordered = prefix_records if in_order else sorted(prefix_records)
     index = {p: i for i, p in enumerate(sorted(placeholders))}
     encode = json.JSONEncoder(separators=(",", ":")).encode
-    blob = io.StringIO()
-    blob.write('{"placeholders":%s,"prefix":[' % encode(sorted(placeholders)))
+    out = io.StringIO()
+    out.write('{"placeholders":%s,"prefix":[' % encode(sorted(placeholders)))
     for i, r in enumerate(ordered):
         row = [r.path, index[r.placeholder], r.mode] + ([list(r.offsets)] if r.offsets else [])
-        blob.write("," + encode(row) if i else encode(row))
+        out.write("," + encode(row) if i else encode(row))
     shebang = [list(r) for r in sorted(shebang_records)]
-    blob.write('],"shebang":%s,"windows":%s}' % (encode(shebang), encode(windows)))
-    blob = blob.getvalue()
+    out.write('],"shebang":%s,"windows":%s}' % (encode(shebang), encode(windows)))
+    blob = out.getvalue()
     source = _read("conda_unpack.py")
     source, n = re.subn(
         r"^# <conda-pack:data>\n_DATA = .*$",
