@@ -12,7 +12,8 @@ optional, from the environment:
   (default ``~/.cache/conda-pack-rs/bench``)
 - ``BENCH_ENV_<N>G``: an existing scale env to use for size N instead of building one
 - ``BENCH_RESULTS``: the results JSON (default ``benches/results.json``); ``RESULTS.md`` is
-  written next to it when the session ends
+  written next to it when the session ends, from the full run's ``results.json`` there with
+  every later ``rerun-*.json`` laid over it (a re-run alone would drop the other tables)
 - ``BENCH_ALLOW_DEBUG=1``: run even if the installed extension is a debug build
 
 "Ours" is a snapshot of the installed ``conda_pack`` package (Python modules and extension),
@@ -274,4 +275,5 @@ def results() -> Results:
     res.save()
     import report
 
-    report.write(res.path, res.path.with_name("RESULTS.md"))
+    full = res.path.with_name("results.json")
+    report.write(full if full.exists() else res.path, res.path.with_name("RESULTS.md"))
