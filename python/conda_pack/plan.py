@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from datetime import datetime
 
 from .env import CondaEnv
@@ -251,40 +252,36 @@ class Plan:
 
     def chunks(self):
         """``(first_index, entries)`` for consecutive runs of files: ``CHUNK`` of them,
-        or fewer where ``REWRITES`` of them are rewritten."""
+        or fewer where ``REWRITES`` of them are rewritten (their content is a spec)."""
         n = len(self.files)
         entries = self._table_entries if isinstance(self.files, FileTable) else self._entries
         start = 0
         while start < n:
-            chunk = entries(start, min(start + self.CHUNK, n))
+            chunk: list[tuple] = []
+            add, rewrites = chunk.append, 0
+            for made in entries(start, min(start + self.CHUNK, n)):
+                add(made)
+                if isinstance(made[2], tuple):
+                    rewrites += 1
+                    if rewrites == self.REWRITES:
+                        break
             yield start, chunk
             start += len(chunk)
 
-    def _entries(self, start: int, stop: int) -> list[tuple]:
-        """``entry(i)`` from ``start`` on, up to ``stop`` or ``REWRITES`` rewritten files."""
-        entry, out, rewrites = self.entry, [], 0
-        for i in range(start, stop):
-            e = entry(i)
-            out.append(e)
-            if isinstance(e[2], tuple):
-                rewrites += 1
-                if rewrites == self.REWRITES:
-                    break
-        return out
+    def _entries(self, start: int, stop: int) -> Iterator[tuple]:
+        return map(self.entry, range(start, stop))
 
-    def _table_entries(self, start: int, stop: int) -> list[tuple]:
+    def _table_entries(self, start: int, stop: int) -> Iterator[tuple]:
         """``_entries``, with plain copies (nearly every file) made straight from the
         table's columns: making a ``File`` first costs ~3 us a file, a third of a second
         per 100k files taken from the cores that read and write them."""
         cols = self.files._cols
         if cols.root != self._prefix:
-            return self._entries(start, stop)
+            yield from self._entries(start, stop)
+            return
         rows, info, sizes = self.files._rows, cols.info, cols.size
         paths, ends = cols.paths, cols.ends
         special, overrides, entry = cols.special, self.overrides, self.entry
-        out: list[tuple] = []
-        add = out.append
-        rewrites, limit = 0, self.REWRITES
         for i in range(start, stop):
             e = rows[i]
             flags = info[e]
@@ -295,17 +292,11 @@ class Plan:
                 or i in overrides
                 or paths.startswith(b"conda-meta/", begin)
             ):
-                made = entry(i)
-                add(made)
-                if isinstance(made[2], tuple):
-                    rewrites += 1
-                    if rewrites == limit:
-                        break
+                yield entry(i)
                 continue
             size = sizes[e]
             checked = size if flags & CHECK_SIZE else None
-            add((paths[begin : ends[e]], None, checked, None, None, size))
-        return out
+            yield (paths[begin : ends[e]], None, checked, None, None, size)
 
 
 def _restore_spec(f: File, layout: Layout, env_prefix: bytes, dest: bytes | None) -> tuple:
