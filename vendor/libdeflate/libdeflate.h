@@ -108,6 +108,15 @@ libdeflate_set_max_insert_length(struct libdeflate_compressor *compressor,
 				 unsigned max_insert_length);
 
 /*
+ * conda-pack addition: from now on, consider at most 'max_search_depth'
+ * earlier positions for a match at each position (the level's own depth is 6
+ * at level 2).  Level 1 ignores it.
+ */
+LIBDEFLATEAPI void
+libdeflate_set_max_search_depth(struct libdeflate_compressor *compressor,
+				unsigned max_search_depth);
+
+/*
  * libdeflate_deflate_compress_bound() returns a worst-case upper bound on the
  * number of bytes of compressed data that may be produced by compressing any
  * buffer of length less than or equal to 'in_nbytes' using

@@ -4126,6 +4126,13 @@ libdeflate_set_max_insert_length(struct libdeflate_compressor *c,
 	c->max_insert_length = MAX(max_insert_length, MAX_INSERT_TAIL + 1);
 }
 
+LIBDEFLATEAPI void
+libdeflate_set_max_search_depth(struct libdeflate_compressor *c,
+				unsigned max_search_depth)
+{
+	c->max_search_depth = MAX(max_search_depth, 1);
+}
+
 LIBDEFLATEAPI size_t
 libdeflate_deflate_compress_sync(struct libdeflate_compressor *c,
 				 const void *in, size_t in_nbytes,
