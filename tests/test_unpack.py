@@ -196,13 +196,21 @@ def test_a_worker_process_failure_is_one_line_and_exit_1(archive, tmp_path):
 
 def test_records_are_written_in_path_order_however_they_come(tmp_path):
     """conda-unpack's data: rows sorted by path (records may come in any order, or
-    lazily, as packing hands them over), placeholders numbered in sorted order."""
+    lazily, as packing hands them over), placeholders numbered in order of first use.
+    Rows encoded as batches come (what packing does) are the same; a batch out of order
+    leaves them unusable rather than wrong."""
     import json
     import random
     import re
 
     from conda_pack.packing import _PrefixRecords
-    from conda_pack.unpack import PrefixRecord, ShebangRecord, conda_unpack_script
+    from conda_pack.unpack import (
+        PrefixRecord,
+        PrefixRows,
+        ShebangRecord,
+        conda_unpack_program,
+        conda_unpack_script,
+    )
 
     ordered = [
         PrefixRecord("bin/a", "/ph/two", "text"),
@@ -218,19 +226,53 @@ def test_records_are_written_in_path_order_however_they_come(tmp_path):
     random.Random(1).shuffle(shuffled)
 
     def data(records) -> dict:
-        script = conda_unpack_script(records, shebang, "1.0").decode()
+        if isinstance(records, PrefixRows):
+            script = conda_unpack_program(records, shebang, "1.0").decode()
+        else:
+            script = conda_unpack_script(records, shebang, "1.0").decode()
         return json.loads(eval(re.search(r"^_DATA = json.loads\((.*)\)$", script, re.M)[1]))
 
+    in_batches = PrefixRows()
+    for batch in (ordered[:1], [], ordered[1:3], ordered[3:]):
+        in_batches.add(batch)
+    disordered = PrefixRows()
+    disordered.add(ordered[2:])
+    disordered.add(ordered[:2])
+    assert in_batches.ordered and not disordered.ordered
+    with pytest.raises(ValueError):
+        disordered.data(shebang, False)
+
     expected = {
-        "placeholders": ["/ph/one", "/ph/two"],
+        "placeholders": ["/ph/two", "/ph/one"],
         "prefix": [
-            ["bin/a", 1, "text"],
-            ["lib/b.so", 0, "binary", [0, 17]],
-            ["lib/c.so", 1, "binary", [5]],
-            ["share/\u00e9", 0, "text"],
+            ["bin/a", 0, "text"],
+            ["lib/b.so", 1, "binary", [0, 17]],
+            ["lib/c.so", 0, "binary", [5]],
+            ["share/\u00e9", 1, "text"],
         ],
         "shebang": [["bin/y", "bin/python", ""], ["bin/z", "bin/python", "-E"]],
         "windows": False,
     }
     assert data(ordered) == data(shuffled) == data(lazy) == data(iter(shuffled)) == expected
+    assert data(in_batches) == expected
     assert len(lazy) == 4 and list(lazy) == ordered and ordered[2] in lazy
+
+
+def test_packing_encodes_the_records_in_order_as_they_come(
+    full_env, archive, tmp_path, monkeypatch
+):
+    """Packing's records reach conda-unpack's rows in path order, encoded chunk by chunk
+    while the core writes: the slower way, from all the records at the end, is not taken,
+    and the data is what the command line wrote."""
+    import conda_pack
+    from conda_pack import packing
+
+    def from_all_records(*args, **kwargs):
+        raise AssertionError("records came out of order")
+
+    monkeypatch.setattr(packing, "conda_unpack_script", from_all_records)
+    out = tmp_path / "env.tar"
+    conda_pack.pack(prefix=str(full_env), output=str(out))
+    ours = records(extract(out, tmp_path / "api", "tar"))
+    assert ours == records(extract(archive, tmp_path / "cli", "tar.gz"))
+    assert len(ours["prefix"]) > 10 and len(ours["placeholders"]) >= 2

@@ -38,9 +38,11 @@ from .progress import ProgressBar
 from .unpack import (
     Generated,
     PrefixRecord,
+    PrefixRows,
     ShebangRecord,
     activation_scripts,
     conda_unpack_files,
+    conda_unpack_program,
     conda_unpack_script,
     parcel_files,
 )
@@ -296,6 +298,8 @@ class _Outcome:
 
     def __init__(self, target: Callable[[int], str] = str) -> None:
         self.prefix = _PrefixRecords(target)
+        #: The same records as conda-unpack's JSON, encoded as each chunk's reports come.
+        self.rows = PrefixRows()
         self.shebang: list[ShebangRecord] = []
         self.changed: dict[tuple[str, str], list[str]] = {}
         self.unrestorable: list[str] = []
@@ -319,6 +323,7 @@ def interpret(
     rewrites the ``#!`` line of launcher programs among binaries, which is safe for any
     file and needs no room: no offsets, no warnings."""
     out = _Outcome() if out is None else out
+    found: list[PrefixRecord] = []
     for index, (outcome, _problem, modified, binary, contains, shebang, offsets) in reports:
         f = plan.files[index]
         if modified:
@@ -351,9 +356,11 @@ def interpret(
         if contains:
             spans = offsets if mode == "binary" and not windows else ()
             out.prefix.add(index, placeholder, mode, spans)
+            found.append(PrefixRecord(f.target, placeholder, mode, tuple(spans)))
         if shebang is not None:
             exe, options, _rewritten = shebang
             out.shebang.append(ShebangRecord(f.target, exe, options))
+    out.rows.add(found)
     return out
 
 
@@ -396,7 +403,10 @@ def _generated(
     if not (dest is not None and has_conda):
         files += activation_scripts(layout.windows)
     if dest is None:
-        script = conda_unpack_script(out.prefix, out.shebang, __version__, layout.windows)
+        if out.rows.ordered:
+            script = conda_unpack_program(out.rows, out.shebang, __version__, layout.windows)
+        else:
+            script = conda_unpack_script(out.prefix, out.shebang, __version__, layout.windows)
         files += conda_unpack_files(script, layout.windows, layout.subdir)
     return files
 

@@ -4,10 +4,9 @@ parcel metadata. Their sources live beside this module; this module fills them i
 
 from __future__ import annotations
 
-import io
 import json
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from typing import NamedTuple
 
 from ..errors import CondaPackException
@@ -15,9 +14,11 @@ from ..errors import CondaPackException
 __all__ = [
     "Generated",
     "PrefixRecord",
+    "PrefixRows",
     "ShebangRecord",
     "activation_scripts",
     "conda_unpack_files",
+    "conda_unpack_program",
     "conda_unpack_script",
     "parcel_files",
     "windows_launcher",
@@ -86,36 +87,91 @@ def _script(name: str) -> bytes:
     return _resource("scripts", name).read_bytes()
 
 
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+#: Records encoded per call of the JSON encoder when rows are made from a collection.
+_BATCH = 1024
+
+
+class PrefixRows:
+    """conda-unpack's prefix rows, encoded as JSON as records are added, a batch at a
+    time. Packing adds each chunk's records on its reports thread while the core writes
+    the next chunk, so the end of the archive does not wait for ~15k rows (0.13 s on the
+    3 GB benchmark env) to be encoded. Placeholders are numbered in order of first use.
+    Records must come in order (packing's do: the plan is in path order); when one does
+    not, ``ordered`` turns False, the rows are dropped, and the caller starts again from
+    sorted records."""
+
+    def __init__(self) -> None:
+        #: Comma-separated rows, one string per batch.
+        self._parts: list[str] = []
+        self._numbers: dict[str, int] = {}
+        self._last: PrefixRecord | None = None
+        self.ordered = True
+
+    def add(self, records: Iterable[PrefixRecord]) -> None:
+        if not self.ordered:
+            return
+        rows = []
+        number, last = self._numbers, self._last
+        for r in records:
+            if last is not None and r < last:
+                self.ordered, self._parts = False, []
+                return
+            last = r
+            k = number.setdefault(r.placeholder, len(number))
+            rows.append([r.path, k, r.mode, list(r.offsets)] if r.offsets else [r.path, k, r.mode])
+        self._last = last
+        if rows:
+            self._parts.append(_encode(rows)[1:-1])
+
+    def data(self, shebang_records: list[ShebangRecord], windows: bool) -> str:
+        """The JSON conda-unpack reads: these rows, the placeholders they number, the
+        shebang records (sorted here) and the platform."""
+        if not self.ordered:
+            raise ValueError("prefix records came out of order; encode them sorted")
+        shebang = [list(r) for r in sorted(shebang_records)]
+        return '{"placeholders":%s,"prefix":[%s],"shebang":%s,"windows":%s}' % (
+            _encode(list(self._numbers)),
+            ",".join(self._parts),
+            _encode(shebang),
+            _encode(windows),
+        )
+
+
 def conda_unpack_script(
-    prefix_records: Collection[PrefixRecord],
+    prefix_records: Iterable[PrefixRecord],
     shebang_records: list[ShebangRecord],
     version: str,
     windows: bool = False,
 ) -> bytes:
-    """The conda-unpack program, with its records filled in. ``prefix_records`` is read
-    twice; each record is turned into its JSON row as it comes, so that tens of thousands
-    of them need no list of records and rows alongside (packing hands over records it
-    makes on the fly, already in order)."""
+    """The conda-unpack program, with its records filled in (sorted here if they do
+    not come in path order)."""
     if not isinstance(prefix_records, Collection):  # a one-shot iterator: keep it
         prefix_records = list(prefix_records)
-    placeholders: set[str] = set()
-    in_order, last = True, None
-    for r in prefix_records:
-        placeholders.add(r.placeholder)
-        if last is not None and r < last:
-            in_order = False
-        last = r
-    ordered = prefix_records if in_order else sorted(prefix_records)
-    index = {p: i for i, p in enumerate(sorted(placeholders))}
-    encode = json.JSONEncoder(separators=(",", ":")).encode
-    out = io.StringIO()
-    out.write('{"placeholders":%s,"prefix":[' % encode(sorted(placeholders)))
-    for i, r in enumerate(ordered):
-        row = [r.path, index[r.placeholder], r.mode] + ([list(r.offsets)] if r.offsets else [])
-        out.write("," + encode(row) if i else encode(row))
-    shebang = [list(r) for r in sorted(shebang_records)]
-    out.write('],"shebang":%s,"windows":%s}' % (encode(shebang), encode(windows)))
-    blob = out.getvalue()
+    rows = _rows_of(prefix_records)
+    if not rows.ordered:
+        rows = _rows_of(sorted(prefix_records))
+    return conda_unpack_program(rows, shebang_records, version, windows)
+
+
+def _rows_of(records: Iterable[PrefixRecord]) -> PrefixRows:
+    rows = PrefixRows()
+    batch: list[PrefixRecord] = []
+    for r in records:
+        batch.append(r)
+        if len(batch) == _BATCH:
+            rows.add(batch)
+            batch = []
+    rows.add(batch)
+    return rows
+
+
+def conda_unpack_program(
+    rows: PrefixRows, shebang_records: list[ShebangRecord], version: str, windows: bool = False
+) -> bytes:
+    """The conda-unpack program from rows already encoded (see ``PrefixRows``)."""
+    blob = rows.data(shebang_records, windows)
     source = _read("conda_unpack.py")
     source, n = re.subn(
         r"^# <conda-pack:data>\n_DATA = .*$",
