@@ -56,58 +56,76 @@ pub fn sizes(prefix: &Path, found: &mut [Found]) {
 
 /// Walk `prefix`, skipping the top-level names in `skip_top`.
 pub fn scan(prefix: &Path, skip_top: &[OsString]) -> Result<Vec<Found>> {
-    let top: Vec<fs::DirEntry> = fs::read_dir(prefix)
-        .at(prefix)?
-        .collect::<std::io::Result<_>>()
-        .at(prefix)?;
-    let top: Vec<fs::DirEntry> = top
-        .into_iter()
-        .filter(|e| !skip_top.contains(&e.file_name()))
-        .collect();
-    let parts: Vec<Vec<Found>> = top
-        .par_iter()
-        .map(|e| visit(prefix, Path::new(&e.file_name()), e))
-        .collect::<Result<_>>()?;
-    Ok(parts.into_iter().flatten().collect())
+    let mut lists = Vec::new();
+    walk(prefix, Path::new(""), skip_top, &mut lists)?;
+    let mut found = Vec::with_capacity(lists.iter().map(Vec::len).sum());
+    for list in lists {
+        found.extend(list);
+    }
+    Ok(found)
 }
 
-fn visit(prefix: &Path, rel: &Path, entry: &fs::DirEntry) -> Result<Vec<Found>> {
+/// Add what directory `rel` holds to `lists`, one list per directory: a directory's
+/// files are pushed onto one vector and its subdirectories walked in parallel, so a file
+/// costs its path and nothing else (no vector or task of its own), and found entries are
+/// moved once, at the end, not once per level of the tree.
+fn walk(prefix: &Path, rel: &Path, skip: &[OsString], lists: &mut Vec<Vec<Found>>) -> Result<()> {
     let abs = prefix.join(rel);
-    let ft = entry.file_type().at(&abs)?;
-    if ft.is_dir() {
-        let children: Vec<fs::DirEntry> = fs::read_dir(&abs)
-            .at(&abs)?
-            .collect::<std::io::Result<_>>()
-            .at(&abs)?;
-        if children.is_empty() {
-            return Ok(vec![Found {
-                path: rel.to_path_buf(),
-                kind: Kind::EmptyDir,
-                size: 0,
-                ino: 0,
-            }]);
-        }
-        let parts: Vec<Vec<Found>> = children
-            .par_iter()
-            .map(|c| visit(prefix, &rel.join(c.file_name()), c))
-            .collect::<Result<_>>()?;
-        return Ok(parts.into_iter().flatten().collect());
+    let children: Vec<fs::DirEntry> = fs::read_dir(&abs)
+        .at(&abs)?
+        .collect::<std::io::Result<_>>()
+        .at(&abs)?;
+    if children.is_empty() && !rel.as_os_str().is_empty() {
+        lists.push(vec![Found {
+            path: rel.to_path_buf(),
+            kind: Kind::EmptyDir,
+            size: 0,
+            ino: 0,
+        }]);
+        return Ok(());
     }
-    // The type comes with the directory entry; no stat per file: on a large environment
-    // that is most of a walk's cost, and the packer reads each file's size when it opens it.
-    let kind = if ft.is_symlink() {
-        Kind::Symlink
-    } else if ft.is_file() {
-        Kind::File
-    } else {
-        Kind::Other
-    };
-    Ok(vec![Found {
-        path: rel.to_path_buf(),
-        kind,
-        size: 0,
-        ino: if kind == Kind::File { entry.ino() } else { 0 },
-    }])
+    let mut here = Vec::with_capacity(children.len());
+    let mut dirs = Vec::new();
+    for entry in &children {
+        let name = entry.file_name();
+        if skip.contains(&name) {
+            continue;
+        }
+        let path = rel.join(name);
+        // The type comes with the directory entry; no stat per file: on a large
+        // environment that is most of a walk's cost, and the packer reads each file's size
+        // when it opens it.
+        let ft = entry.file_type().at(&prefix.join(&path))?;
+        let kind = if ft.is_dir() {
+            dirs.push(path);
+            continue;
+        } else if ft.is_symlink() {
+            Kind::Symlink
+        } else if ft.is_file() {
+            Kind::File
+        } else {
+            Kind::Other
+        };
+        let ino = if kind == Kind::File { entry.ino() } else { 0 };
+        here.push(Found {
+            path,
+            kind,
+            size: 0,
+            ino,
+        });
+    }
+    if !here.is_empty() {
+        lists.push(here);
+    }
+    let below: Vec<Vec<Vec<Found>>> = dirs
+        .par_iter()
+        .map(|dir| {
+            let mut lists = Vec::new();
+            walk(prefix, dir, &[], &mut lists).map(|()| lists)
+        })
+        .collect::<Result<_>>()?;
+    lists.extend(below.into_iter().flatten());
+    Ok(())
 }
 
 #[cfg(test)]
