@@ -657,7 +657,9 @@ def test_dest_prefix_too_long_fails_before_writing(nopython_env, outdir, monkeyp
     def forbidden(*args, **kwargs):
         raise AssertionError("the archive writer was started")
 
-    monkeypatch.setattr(conda_pack._core, "ArchiveWriter", forbidden)
+    from conda_pack import _core
+
+    monkeypatch.setattr(_core, "ArchiveWriter", forbidden)
     with pytest.raises(SystemExit) as exc:
         cli.main(["-p", str(nopython_env), "-o", str(outdir / "env.tar"), "-d", LONG_DEST])
     assert exc.value.code == 1
@@ -938,6 +940,25 @@ def test_ctrl_c(fmt, full_env, outdir):
     assert stdout == ""
     assert stderr.splitlines()[-1] == "Interrupted", stderr
     assert "Traceback" not in stderr
+    assert listing(outdir) == []
+
+
+def test_ctrl_c_while_the_packer_loads(nopython_env, outdir, monkeypatch, capsys):
+    """The packer and its Rust core are imported inside the command's error handling, so a
+    Ctrl-C while they load reads like one while packing (not a traceback)."""
+
+    class Interrupting:
+        def find_spec(self, name, path=None, target=None):
+            if name == "conda_pack.packing":
+                raise KeyboardInterrupt
+            return None
+
+    monkeypatch.delitem(sys.modules, "conda_pack.packing", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [Interrupting(), *sys.meta_path])
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["-p", str(nopython_env), "-o", str(outdir / "env.tar")])
+    assert exc.value.code == 1
+    assert capsys.readouterr().err == "Interrupted\n"
     assert listing(outdir) == []
 
 

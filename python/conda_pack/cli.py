@@ -9,8 +9,7 @@ from typing import Callable
 
 from ._version import __version__
 from .errors import CondaPackException
-from .packing import pack as _pack
-from .plan import FORMATS
+from .formats import FORMATS
 from .warn import cli_mode
 
 
@@ -179,7 +178,9 @@ def fail(msg: str) -> None:
     sys.exit(1)
 
 
-def run(args: argparse.Namespace, pack: Callable = _pack) -> None:
+def run(args: argparse.Namespace, pack: Callable | None = None) -> None:
+    if pack is None:
+        from .packing import pack
     pack(
         name=args.name,
         prefix=args.prefix,
@@ -203,11 +204,13 @@ def run(args: argparse.Namespace, pack: Callable = _pack) -> None:
     )
 
 
-def main(args: list[str] | None = None, pack: Callable = _pack) -> None:
+def main(args: list[str] | None = None, pack: Callable | None = None) -> None:
     parsed = PARSER.parse_args(args=args)
     if parsed.version:
         print("conda-pack %s" % __version__)
         sys.exit(0)
+    # The packer (and the Rust core) is imported in here, so that a Ctrl-C while it loads
+    # is reported like one while it runs.
     try:
         with cli_mode():
             run(parsed, pack)

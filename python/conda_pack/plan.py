@@ -13,23 +13,9 @@ from datetime import datetime
 from .env import CondaEnv
 from .errors import CondaPackException
 from .files import CHECK_SIZE, PLACEHOLDER, UNKNOWN, File, FileTable
+from .formats import FORMATS
 from .metadata import Layout, package_path
 
-FORMATS = (
-    "zip",
-    "tar.gz",
-    "tgz",
-    "tar.bz2",
-    "tbz2",
-    "tar.xz",
-    "txz",
-    "tar",
-    "tar.zst",
-    "tzst",
-    "parcel",
-    "squashfs",
-    "no-archive",
-)
 # Output suffix -> format, tried in order.
 _SUFFIXES = (
     (".parcel", "parcel"),
