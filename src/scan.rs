@@ -9,6 +9,7 @@ use std::ffi::OsString;
 use std::fs;
 use std::os::unix::fs::DirEntryExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -56,35 +57,31 @@ pub fn sizes(prefix: &Path, found: &mut [Found]) {
 
 /// Walk `prefix`, skipping the top-level names in `skip_top`.
 pub fn scan(prefix: &Path, skip_top: &[OsString]) -> Result<Vec<Found>> {
-    let mut lists = Vec::new();
-    walk(prefix, Path::new(""), skip_top, &mut lists)?;
-    let mut found = Vec::with_capacity(lists.iter().map(Vec::len).sum());
-    for list in lists {
-        found.extend(list);
-    }
-    Ok(found)
+    let found = Mutex::new(Vec::new());
+    walk(prefix, Path::new(""), skip_top, &found)?;
+    Ok(found.into_inner().unwrap_or_else(PoisonError::into_inner))
 }
 
-/// Add what directory `rel` holds to `lists`, one list per directory: a directory's
-/// files are pushed onto one vector and its subdirectories walked in parallel, so a file
-/// costs its path and nothing else (no vector or task of its own), and found entries are
-/// moved once, at the end, not once per level of the tree.
-fn walk(prefix: &Path, rel: &Path, skip: &[OsString], lists: &mut Vec<Vec<Found>>) -> Result<()> {
+/// Add what directory `rel` holds to `found`: a directory's files in one go, its
+/// subdirectories walked in parallel. A file costs its path and nothing else (no vector or
+/// task of its own), and everything lands in one vector, which grows in place: vectors
+/// per directory, joined at the end, had left 5 MB of freed heap behind on a 100k-file
+/// environment, all of it still resident when the index peaks.
+fn walk(prefix: &Path, rel: &Path, skip: &[OsString], found: &Mutex<Vec<Found>>) -> Result<()> {
     let abs = prefix.join(rel);
     let children: Vec<fs::DirEntry> = fs::read_dir(&abs)
         .at(&abs)?
         .collect::<std::io::Result<_>>()
         .at(&abs)?;
+    let mut here = Vec::with_capacity(children.len());
     if children.is_empty() && !rel.as_os_str().is_empty() {
-        lists.push(vec![Found {
+        here.push(Found {
             path: rel.to_path_buf(),
             kind: Kind::EmptyDir,
             size: 0,
             ino: 0,
-        }]);
-        return Ok(());
+        });
     }
-    let mut here = Vec::with_capacity(children.len());
     let mut dirs = Vec::new();
     for entry in &children {
         let name = entry.file_name();
@@ -114,18 +111,13 @@ fn walk(prefix: &Path, rel: &Path, skip: &[OsString], lists: &mut Vec<Vec<Found>
             ino,
         });
     }
+    drop(children);
     if !here.is_empty() {
-        lists.push(here);
+        let mut all = found.lock().unwrap_or_else(PoisonError::into_inner);
+        all.append(&mut here);
     }
-    let below: Vec<Vec<Vec<Found>>> = dirs
-        .par_iter()
-        .map(|dir| {
-            let mut lists = Vec::new();
-            walk(prefix, dir, &[], &mut lists).map(|()| lists)
-        })
-        .collect::<Result<_>>()?;
-    lists.extend(below.into_iter().flatten());
-    Ok(())
+    dirs.par_iter()
+        .try_for_each(|dir| walk(prefix, dir, &[], found))
 }
 
 #[cfg(test)]
