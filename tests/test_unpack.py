@@ -195,15 +195,13 @@ def test_a_worker_process_failure_is_one_line_and_exit_1(archive, tmp_path):
 
 
 def test_records_are_written_in_path_order_however_they_come(tmp_path):
-    """conda-unpack's data: rows sorted by path (records may come in any order, or
-    lazily, as packing hands them over), placeholders numbered in order of first use.
-    Rows encoded as batches come (what packing does) are the same; a batch out of order
-    leaves them unusable rather than wrong."""
+    """conda-unpack's data: rows in path order whatever order the records come in, in
+    batches (as packing hands them over) or not, placeholders numbered in order of first
+    use."""
     import json
     import random
     import re
 
-    from conda_pack.packing import _PrefixRecords
     from conda_pack.unpack import (
         PrefixRecord,
         PrefixRows,
@@ -215,15 +213,14 @@ def test_records_are_written_in_path_order_however_they_come(tmp_path):
     ordered = [
         PrefixRecord("bin/a", "/ph/two", "text"),
         PrefixRecord("lib/b.so", "/ph/one", "binary", (0, 17)),
+        PrefixRecord("lib/c.so", "/ph/one", "binary", (5,)),
         PrefixRecord("lib/c.so", "/ph/two", "binary", (5,)),
         PrefixRecord("share/\u00e9", "/ph/one", "text"),
     ]
     shebang = [ShebangRecord("bin/z", "bin/python", "-E"), ShebangRecord("bin/y", "bin/python", "")]
-    lazy = _PrefixRecords(lambda row: ordered[row].path)
-    for row, r in enumerate(ordered):
-        lazy.add(row, r.placeholder, r.mode, r.offsets)
     shuffled = ordered[:]
     random.Random(1).shuffle(shuffled)
+    assert shuffled != ordered
 
     def data(records) -> dict:
         if isinstance(records, PrefixRows):
@@ -232,45 +229,52 @@ def test_records_are_written_in_path_order_however_they_come(tmp_path):
             script = conda_unpack_script(records, shebang, "1.0").decode()
         return json.loads(eval(re.search(r"^_DATA = json.loads\((.*)\)$", script, re.M)[1]))
 
-    in_batches = PrefixRows()
-    for batch in (ordered[:1], [], ordered[1:3], ordered[3:]):
-        in_batches.add(batch)
-    disordered = PrefixRows()
-    disordered.add(ordered[2:])
-    disordered.add(ordered[:2])
-    assert in_batches.ordered and not disordered.ordered
-    with pytest.raises(ValueError):
-        disordered.data(shebang, False)
+    def in_batches(records) -> PrefixRows:
+        rows = PrefixRows()
+        for batch in (records[:1], [], records[1:3], records[3:]):
+            rows.add(batch)
+        return rows
+
+    def resolved(d: dict) -> list:
+        return [[r[0], d["placeholders"][r[1]], *r[2:]] for r in d["prefix"]]
 
     expected = {
         "placeholders": ["/ph/two", "/ph/one"],
         "prefix": [
             ["bin/a", 0, "text"],
             ["lib/b.so", 1, "binary", [0, 17]],
+            ["lib/c.so", 1, "binary", [5]],
             ["lib/c.so", 0, "binary", [5]],
             ["share/\u00e9", 1, "text"],
         ],
         "shebang": [["bin/y", "bin/python", ""], ["bin/z", "bin/python", "-E"]],
         "windows": False,
     }
-    assert data(ordered) == data(shuffled) == data(lazy) == data(iter(shuffled)) == expected
-    assert data(in_batches) == expected
-    assert len(lazy) == 4 and list(lazy) == ordered and ordered[2] in lazy
+    assert in_batches(ordered).ordered and not in_batches(shuffled).ordered
+    assert len(in_batches(shuffled)) == 5
+    assert data(ordered) == data(in_batches(ordered)) == data(iter(ordered)) == expected
+    for unordered in (shuffled, iter(shuffled), in_batches(shuffled)):
+        got = data(unordered)
+        assert resolved(got) == resolved(expected)
+        assert sorted(got["placeholders"]) == ["/ph/one", "/ph/two"]
+        assert got["shebang"] == expected["shebang"]
 
 
 def test_packing_encodes_the_records_in_order_as_they_come(
     full_env, archive, tmp_path, monkeypatch
 ):
     """Packing's records reach conda-unpack's rows in path order, encoded chunk by chunk
-    while the core writes: the slower way, from all the records at the end, is not taken,
-    and the data is what the command line wrote."""
+    while the core writes (no sorting at the end), and the data is what the command line
+    wrote."""
     import conda_pack
-    from conda_pack import packing
+    from conda_pack.unpack import PrefixRows
 
-    def from_all_records(*args, **kwargs):
-        raise AssertionError("records came out of order")
+    def set_ordered(rows, ordered: bool) -> None:
+        if not ordered:
+            raise AssertionError("records came out of order")
 
-    monkeypatch.setattr(packing, "conda_unpack_script", from_all_records)
+    ordered = property(lambda rows: True, set_ordered)
+    monkeypatch.setattr(PrefixRows, "ordered", ordered, raising=False)
     out = tmp_path / "env.tar"
     conda_pack.pack(prefix=str(full_env), output=str(out))
     ours = records(extract(out, tmp_path / "api", "tar"))

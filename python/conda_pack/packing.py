@@ -12,8 +12,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from array import array
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from . import _core
@@ -43,7 +42,6 @@ from .unpack import (
     activation_scripts,
     conda_unpack_files,
     conda_unpack_program,
-    conda_unpack_script,
     parcel_files,
 )
 from .warn import warn
@@ -251,55 +249,12 @@ def _mksquashfs(staging: str, out: str, level: int, threads: int, verbose: bool)
         )
 
 
-class _PrefixRecords(Collection):
-    """conda-unpack's prefix records as packing finds them: a plan row and a few bytes
-    each, not a record object and a path string per file (the 3 GB benchmark env's ~15k
-    records held ~3 MB that way from the middle of packing on). Iterating makes each
-    record when it is asked for, so writing them out needs no list of them either."""
-
-    def __init__(self, target: Callable[[int], str]) -> None:
-        self._target = target
-        self._rows = array("I")
-        #: Index into ``_kinds`` of each row's ``(placeholder, mode)``.
-        self._kind = array("I")
-        self._kinds: list[tuple[str, str]] = []
-        self._kind_ids: dict[tuple[str, str], int] = {}
-        #: Binary files' C string offsets, all in one array (no int objects kept):
-        #: record ``i``'s are ``_offsets[_spans[i] : _spans[i + 1]]``.
-        self._offsets = array("Q")
-        self._spans = array("Q", [0])
-
-    def add(self, row: int, placeholder: str, mode: str, offsets: Iterable[int]) -> None:
-        kind = (placeholder, mode)
-        k = self._kind_ids.get(kind)
-        if k is None:
-            k = self._kind_ids[kind] = len(self._kinds)
-            self._kinds.append(kind)
-        self._offsets.extend(offsets)
-        self._spans.append(len(self._offsets))
-        self._rows.append(row)
-        self._kind.append(k)
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def __iter__(self) -> Iterator[PrefixRecord]:
-        spans, offsets, kinds, target = self._spans, self._offsets, self._kinds, self._target
-        for row, k, a, b in zip(self._rows, self._kind, spans, spans[1:]):
-            yield PrefixRecord(target(row), *kinds[k], tuple(offsets[a:b]) if b > a else ())
-
-    def __contains__(self, record: object) -> bool:
-        return any(r == record for r in self)
-
-
 class _Outcome:
-    """What packing learned about the files: conda-unpack's records and the problems.
-    ``target`` gives a plan row's path in the archive."""
+    """What packing learned about the files: conda-unpack's records and the problems."""
 
-    def __init__(self, target: Callable[[int], str] = str) -> None:
-        self.prefix = _PrefixRecords(target)
-        #: The same records as conda-unpack's JSON, encoded as each chunk's reports come.
-        self.rows = PrefixRows()
+    def __init__(self) -> None:
+        #: conda-unpack's prefix records, encoded as each chunk's reports come.
+        self.prefix = PrefixRows()
         self.shebang: list[ShebangRecord] = []
         self.changed: dict[tuple[str, str], list[str]] = {}
         self.unrestorable: list[str] = []
@@ -355,12 +310,11 @@ def interpret(
             contains = True
         if contains:
             spans = offsets if mode == "binary" and not windows else ()
-            out.prefix.add(index, placeholder, mode, spans)
             found.append(PrefixRecord(f.target, placeholder, mode, tuple(spans)))
         if shebang is not None:
             exe, options, _rewritten = shebang
             out.shebang.append(ShebangRecord(f.target, exe, options))
-    out.rows.add(found)
+    out.prefix.add(found)
     return out
 
 
@@ -403,10 +357,7 @@ def _generated(
     if not (dest is not None and has_conda):
         files += activation_scripts(layout.windows)
     if dest is None:
-        if out.rows.ordered:
-            script = conda_unpack_program(out.rows, out.shebang, __version__, layout.windows)
-        else:
-            script = conda_unpack_script(out.prefix, out.shebang, __version__, layout.windows)
+        script = conda_unpack_program(out.prefix, out.shebang, __version__, layout.windows)
         files += conda_unpack_files(script, layout.windows, layout.subdir)
     return files
 
@@ -636,8 +587,7 @@ def _write(
         shared,
     )
     bar = ProgressBar(len(plan), plan.total_bytes) if ProgressBar.wanted(verbose) else None
-    files = plan.files
-    out = _Outcome(files.target if isinstance(files, FileTable) else lambda i: files[i].target)
+    out = _Outcome()
 
     def take_reports(reports: list) -> None:
         interpret(plan, reports, env.prefix, dest, env._layout.windows, out)
