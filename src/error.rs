@@ -39,12 +39,19 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Attach a path to an `io::Error`.
 pub trait IoContext<T> {
     fn at(self, path: &Path) -> Result<T>;
+    /// [`IoContext::at`] with the path made only on error: for calls made once per file,
+    /// where building the path every time would cost an allocation per file.
+    fn at_with(self, path: impl FnOnce() -> PathBuf) -> Result<T>;
 }
 
 impl<T> IoContext<T> for io::Result<T> {
     fn at(self, path: &Path) -> Result<T> {
+        self.at_with(|| path.to_path_buf())
+    }
+
+    fn at_with(self, path: impl FnOnce() -> PathBuf) -> Result<T> {
         self.map_err(|source| Error::Io {
-            path: path.to_path_buf(),
+            path: path(),
             source,
         })
     }

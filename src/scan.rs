@@ -92,7 +92,7 @@ fn walk(prefix: &Path, rel: &Path, skip: &[OsString], found: &Mutex<Vec<Found>>)
         // The type comes with the directory entry; no stat per file: on a large
         // environment that is most of a walk's cost, and the packer reads each file's size
         // when it opens it.
-        let ft = entry.file_type().at(&prefix.join(&path))?;
+        let ft = entry.file_type().at_with(|| prefix.join(&path))?;
         let kind = if ft.is_dir() {
             dirs.push(path);
             continue;
