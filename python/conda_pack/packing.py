@@ -23,6 +23,7 @@ from .files import FileTable
 from .plan import (
     Plan,
     canonical_format,
+    check_dest_characters,
     check_dest_room,
     check_level,
     check_output_location,
@@ -420,6 +421,7 @@ def pack_env(
         windows_abs = env._layout.windows and is_windows_absolute(dest_prefix)
         if not (dest_prefix.startswith("/") or windows_abs):
             raise CondaPackException("--dest-prefix %r must be an absolute path" % dest_prefix)
+        check_dest_characters(dest_prefix, env._layout.windows)
         check_dest_room(env, dest_prefix)
     if kind == "squashfs" and shutil.which("mksquashfs") is None:
         raise CondaPackException(

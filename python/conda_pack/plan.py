@@ -330,6 +330,28 @@ def plan_entries(env: CondaEnv, dest: str | None, replaced: set) -> Plan:
     return Plan(env, dest, [f for f in files if f.target not in replaced])
 
 
+#: Characters that end or escape a quoted string in the sources holding the prefix (Python,
+#: shell): a prefix holding one cannot be written there. conda-unpack refuses the same.
+UNQUOTABLE = "'\"`$\\"
+
+
+def check_dest_characters(dest: str, windows: bool) -> None:
+    """Fail before writing anything if files naming ``dest`` would break their quoting."""
+    bad = sorted({c for c in dest if c in UNQUOTABLE or c < " " or c == "\x7f"})
+    if windows:
+        bad = [c for c in bad if c != "\\"]
+    try:
+        dest.encode("utf-8")
+    except UnicodeEncodeError:
+        bad.append("bytes that are not UTF-8")
+    if bad:
+        raise CondaPackException(
+            "--dest-prefix %r holds %s, which the files naming it (Python and shell sources "
+            "among them) cannot hold without breaking their quoting. Choose a path without "
+            "quotes, backslashes, $, ` or control characters." % (dest, " ".join(map(repr, bad)))
+        )
+
+
 def check_dest_room(env: CondaEnv, dest: str) -> None:
     """Fail before writing anything if a binary file cannot hold ``dest``. Windows
     binaries are never patched (only launchers' ``#!`` lines, which may grow)."""

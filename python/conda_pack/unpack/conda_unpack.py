@@ -65,6 +65,8 @@ PACKED = "packed"
 # Set (to anything but 0) to silence the warning the automatic relocation prints when it
 # cannot relocate.
 QUIET_VARIABLE = "CONDA_UNPACK_QUIET"
+# Set (to anything but 0) to have it say on stderr when it relocated the environment.
+VERBOSE_VARIABLE = "CONDA_UNPACK_VERBOSE"
 SHEBANG_LIMIT = 127
 ON_WINDOWS = bool(_DATA.get("windows"))
 # Larger files are replaced by rename rather than journaled and rewritten in place.
@@ -1307,17 +1309,25 @@ class _Progress:
         sys.stdout.flush()
 
 
+def _os_message(e, path=None):
+    """One line for an OSError: the file, what went wrong, and what to do when the run may
+    have stopped half-way."""
+    where = path or (os.fsdecode(e.filename) if e.filename else None)
+    text = "%s: %s" % (where, e.strerror or e) if where else str(e.strerror or e)
+    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS):
+        text += (
+            ". Every file is whole (old or new): fix that, then run conda-unpack again to "
+            "finish"
+        )
+    return text
+
+
 def _message(job, e):
     if isinstance(e, NoRoom):
         return "%s: %s" % (job.path, e)
     if isinstance(e, Failure):
         return str(e)
-    text = "%s: %s" % (job.path, e.strerror or e)
-    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS):
-        text += (
-            ". Every file is whole (old or new): fix that, then run conda-unpack again to finish"
-        )
-    return text
+    return _os_message(e, job.path)
 
 
 def _work(jobs, rewrite, report, stop):
@@ -1467,8 +1477,9 @@ def _quiet(message):
 
 def unpack(root, verbose=False, workers=None, target=None, say=None):
     """Relocate the environment at ``root`` for ``target`` (default: ``root``); returns
-    the number of files changed. Raises Failure (ReadOnly when the environment cannot be
-    written) with nothing changed, or with the environment left for the next run."""
+    the number of files changed, None if its files already named it. Raises Failure
+    (ReadOnly when the environment cannot be written) with nothing changed, or with the
+    environment left for the next run to finish."""
     root = os.path.abspath(root)
     target = target or _target_prefix(root)
     say = say or (lambda m: sys.stderr.write(m + "\n"))
@@ -1491,7 +1502,7 @@ def unpack(root, verbose=False, workers=None, target=None, say=None):
 def _unpack_locked(tree, root, jobs, target, verbose, workers):
     state = _read_state(tree)
     if state.done and not state.fresh and _same_place(state.holds[0], target, root):
-        return 0
+        return None
     target_b = os.fsencode(target)
     if state.done and not state.fresh:
         _check_claim(tree, jobs, state.holds[0])
@@ -1537,7 +1548,9 @@ def auto_relocate(root):
     says why, and the program goes on."""
     real = os.path.realpath(root)
     try:
-        unpack(real, target=_target_prefix(real), say=_quiet)
+        changed = unpack(real, target=_target_prefix(real), say=_quiet)
+        if changed is not None and os.environ.get(VERBOSE_VARIABLE, "0") not in ("", "0"):
+            sys.stderr.write("conda-unpack: relocated %s (%d files)\n" % (real, changed))
     except ReadOnly as e:
         _warn(
             "%s was packed elsewhere and cannot be relocated here (%s): files that name its "
@@ -1589,6 +1602,9 @@ def main(argv=None):
         unpack(root, verbose=verbose, workers=workers)
     except (Failure, NoRoom) as e:
         sys.stderr.write("conda-unpack: %s\n" % e)
+        return 1
+    except OSError as e:
+        sys.stderr.write("conda-unpack: %s\n" % _os_message(e))
         return 1
     except KeyboardInterrupt:
         sys.stderr.write(

@@ -36,6 +36,18 @@ end
 # The deactivate above works for whichever environment is active, whatever activated it.
 deactivate --keep
 
+# Unpacked here but never relocated (nobody ran conda-unpack, as on cluster nodes): relocate
+# it now, as its Python would on first start; a read-only one is left alone, with one line.
+if test -f "$_conda_pack_env/bin/conda-unpack"
+    set -l held ""
+    if test -f "$_conda_pack_env/conda-meta/.conda-unpack-prefix"
+        read held <"$_conda_pack_env/conda-meta/.conda-unpack-prefix"
+    end
+    if test "$held" != "$_conda_pack_env"
+        "$_conda_pack_env/bin/conda-unpack" --auto
+    end
+end
+
 set -gx CONDA_PREFIX $_conda_pack_env
 set -gx PATH $_conda_pack_env/bin $PATH
 

@@ -24,6 +24,20 @@
     } else {
         $dirs = @(Join-Path $prefix 'bin')
     }
+    # Unpacked here but never relocated (nobody ran conda-unpack, as on cluster nodes):
+    # relocate it now, as its Python would on first start; a read-only one is left alone,
+    # with one line saying so. The state names the prefix with forward slashes on Windows.
+    $unpack = if ([IO.Path]::DirectorySeparatorChar -eq '\') {
+        Join-Path $Here 'conda-unpack.exe' } else { Join-Path $Here 'conda-unpack' }
+    if (Test-Path -LiteralPath $unpack -PathType Leaf) {
+        $state = Join-Path (Join-Path $prefix 'conda-meta') '.conda-unpack-prefix'
+        $held = ''
+        if (Test-Path -LiteralPath $state -PathType Leaf) {
+            $held = [string](Get-Content -LiteralPath $state -TotalCount 1)
+        }
+        if ($held -ne $prefix -and $held -ne $prefix.Replace('\', '/')) { & $unpack --auto }
+    }
+
     $env:CONDA_PREFIX = $prefix
     $env:PATH = (@($dirs) + @($env:PATH | Where-Object { $_ })) -join [IO.Path]::PathSeparator
 

@@ -53,6 +53,19 @@ _conda_pack_activate() {
         . "$_conda_pack_env/bin/deactivate"
     fi
 
+    # Unpacked here but never relocated (nobody ran conda-unpack, as on cluster nodes):
+    # relocate it now, as its Python would on first start. conda-unpack --auto leaves a
+    # read-only environment alone, with one line saying so, and never fails activation.
+    if [ -f "$_conda_pack_env/bin/conda-unpack" ]; then
+        _conda_pack_t=
+        if [ -f "$_conda_pack_env/conda-meta/.conda-unpack-prefix" ]; then
+            IFS= read -r _conda_pack_t <"$_conda_pack_env/conda-meta/.conda-unpack-prefix" || :
+        fi
+        if [ "$_conda_pack_t" != "$_conda_pack_env" ]; then
+            "$_conda_pack_env/bin/conda-unpack" --auto || :
+        fi
+    fi
+
     CONDA_PREFIX=$_conda_pack_env
     export CONDA_PREFIX
     PATH=$_conda_pack_env/bin${PATH:+:$PATH}
