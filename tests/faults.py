@@ -59,6 +59,13 @@ def injected(cmd: list, syscall: str, when: int, *, signal: str = "", error: str
     return [STRACE, "-f", "-qq", "-o", "/dev/null", "-e", "trace=" + syscall, "-e", inject, *cmd]
 
 
+def traced(cmd: list, syscall: str, log: Path) -> list:
+    """``cmd`` run under strace, its ``syscall`` calls written to ``log``."""
+    if STRACE is None:
+        pytest.skip("strace cannot trace here (not installed, or ptrace is not allowed)")
+    return [STRACE, "-f", "-qq", "-o", str(log), "-e", "trace=" + syscall, *cmd]
+
+
 def delayed(cmd: list, syscall: str, usec: int) -> list:
     """``cmd`` run under strace, each ``syscall`` delayed by ``usec`` microseconds."""
     if STRACE is None:

@@ -314,7 +314,7 @@ def test_every_option_reaches_pack():
             "--parcel-name", "N", "--parcel-version", "V", "--parcel-distro", "X",
             "--format", "zip", "--compress-level", "7", "-j", "3", "--zip-symlinks",
             "--no-zip-64", "--ignore-editable-packages", "--ignore-missing-files",
-            "--exclude", "e", "-f", "-q"]  # fmt: skip
+            "--exclude", "e", "-f", "-q", "--no-auto-relocate"]  # fmt: skip
     with pytest.raises(SystemExit) as exc:
         cli.main(args, pack=lambda **kw: seen.update(kw))
     assert exc.value.code == 0
@@ -338,6 +338,7 @@ def test_every_option_reaches_pack():
         filters=[("exclude", "e")],
         ignore_editable_packages=True,
         ignore_missing_files=True,
+        auto_relocate=False,
     )
 
 

@@ -666,18 +666,13 @@ def _write_new(dir_fd, name, data, st, keep_mtime):
 
 
 def _set_times(fd, st, keep_mtime):
-    """Give a rewritten file its old times, so that an environment relocated where it was
-    packed is the environment that was packed. Python sources are the exception: Python
-    keeps using a cached .pyc whose recorded mtime and size match the source, so a source
-    must never end with the mtime it had before it changed."""
-    if keep_mtime:
-        times = (st.st_atime_ns, st.st_mtime_ns)
-    elif int(time.time()) <= int(st.st_mtime):
-        times = (st.st_atime_ns, st.st_mtime_ns + 1000000000)
-    else:
-        return
+    """Give a rewritten file its old times, so that relocating an archive gives the same
+    files, times included, wherever and whenever it is done. Python sources are the
+    exception: Python keeps using a cached .pyc whose recorded mtime and size match the
+    source, so a source that changed gets a second more than it had."""
+    bump = 0 if keep_mtime else 1000000000
     if os.utime in os.supports_fd:
-        os.utime(fd, ns=times)
+        os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns + bump))
 
 
 def _keeps_mtime(path):

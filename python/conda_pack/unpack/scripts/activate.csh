@@ -31,13 +31,9 @@ else
     if ( $_conda_pack_go ) then
         # Unpacked here but never relocated (nobody ran conda-unpack, as on cluster nodes):
         # relocate it now, as its Python would on first start; a read-only one is left
-        # alone, with one line saying so.
-        if ( -f "$_conda_pack_env/bin/conda-unpack" ) then
-            set _conda_pack_t = "$_conda_pack_env/conda-meta/.conda-unpack-prefix"
-            set _conda_pack_f = ""
-            if ( -f "$_conda_pack_t" ) set _conda_pack_f = "`head -n 1 $_conda_pack_t:q`"
-            if ( "$_conda_pack_f" != "$_conda_pack_env" ) "$_conda_pack_env/bin/conda-unpack" --auto
-        endif
+        # alone, with one line saying so. csh cannot read a line of a file whose path may
+        # hold blanks without splitting it, so conda-unpack itself looks (a Python start).
+        if ( -f "$_conda_pack_env/bin/conda-unpack" ) "$_conda_pack_env/bin/conda-unpack" --auto
         setenv CONDA_PREFIX "$_conda_pack_env"
         if ( $?PATH ) then
             setenv PATH "$_conda_pack_env/bin:$PATH"
