@@ -20,8 +20,7 @@ from tests.envfactory import PLACEHOLDER
 from tests.envfactory.debsource import ldd
 from tests.helpers import conda_pack, extract, run
 
-# What the environment's python reports about its TLS library, run with a bare environment so
-# that no SSL_CERT_FILE/SSL_CERT_DIR of the caller's can stand in for the compiled-in defaults.
+# What the environment's python reports about its TLS library.
 PROBE = r"""
 import hashlib, json, ssl
 ctx = ssl.create_default_context()
@@ -36,7 +35,9 @@ print(json.dumps({
 }))
 """
 SHA256_ABC = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-BARE_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"}
+# No SSL_CERT_FILE/SSL_CERT_DIR of the caller's may stand in for the compiled-in defaults, and
+# the session's shared environment must not gain .pyc files (noarch packages ship none).
+BARE_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 def probe(root: Path) -> dict:
