@@ -49,8 +49,8 @@ CONFIGURE_ARGS = (
     "--without-static-libpython",
     # No -g: debug info would triple libpython's size for nothing the tests look at.
     "OPT=-DNDEBUG -fwrapv -O2 -Wall",
-    # With the build tree's path as RUNPATH the freshly built _ssl imports during the build
-    # (setup.py drops modules that fail to import); postprocess makes it $ORIGIN-relative.
+    # _ssl and _hashlib get an absolute RUNPATH to the OpenSSL tree, which postprocess turns
+    # into an $ORIGIN-relative one; with none they would load the system's libssl (same soname).
     "--with-openssl-rpath=auto",
 )
 #: Parts of the stdlib no test needs; dropping them keeps installs quick.
