@@ -14,7 +14,6 @@ import sys
 import sysconfig
 import time
 
-ENV_DIR = "environment"  # the archive's #fragment: where the executor extracts it
 CONFIG_VARS = ("prefix", "exec_prefix", "BINDIR", "LIBDIR", "INCLUDEPY", "LIBPL")
 PATH_KEYS = ("stdlib", "platstdlib", "purelib", "platlib", "include", "scripts", "data")
 # lstat of these shows what the executor's extraction kept: a file and a directory symlink,
@@ -72,9 +71,8 @@ def _run_cprog(env):
     try:
         p = subprocess.run(
             [os.path.join(env, "bin", "cprog")],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            universal_newlines=True,
+            capture_output=True,
+            text=True,
             timeout=60,
         )
         return {"rc": p.returncode, "stdout": p.stdout, "stderr": p.stderr[-2000:]}
@@ -90,11 +88,12 @@ def _read(path):
         return repr(e)
 
 
-def probe(label, hold=0.0):
-    """Observations of one task; ``hold`` seconds spent at the end keep the process alive so
-    that the tasks of one wave are seen side by side."""
+def probe(label, env_dir, hold=0.0):
+    """Observations of one task about the copy in ``env_dir`` (an archive's ``#fragment``,
+    relative to the executor's directory); ``hold`` seconds spent at the end keep the process
+    alive so that the tasks of one wave are seen side by side."""
     began = time.time()
-    env = os.path.realpath(ENV_DIR)
+    env = os.path.realpath(env_dir)
     vp = ssl.get_default_verify_paths()
     paths = sysconfig.get_paths()
     seen = {
@@ -133,4 +132,4 @@ def probe(label, hold=0.0):
 
 if __name__ == "__main__":
     # Under JavaRDD.pipe: the partition's element on stdin names the task.
-    print(json.dumps(probe(sys.stdin.read().strip(), float(sys.argv[1]))))
+    print(json.dumps(probe(sys.stdin.read().strip(), sys.argv[1], float(sys.argv[2]))))
