@@ -143,6 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="Skip checks for missing or changed package files.",
     )
     parser.add_argument(
+        "--no-auto-relocate",
+        action="store_true",
+        help="Leave out the startup hook that makes an environment with Python relocate "
+        "itself the first time its Python starts in a new place (so that it works on "
+        "Spark, YARN, Dask or Ray executors, where nobody runs conda-unpack). Without it, "
+        "run bin/conda-unpack after extracting, as with conda-pack 0.9.2.",
+    )
+    parser.add_argument(
         "--exclude",
         action=MultiAppendAction,
         metavar="PATTERN",
@@ -201,6 +209,7 @@ def run(args: argparse.Namespace, pack: Callable | None = None) -> None:
         filters=args.filters,
         ignore_editable_packages=args.ignore_editable_packages,
         ignore_missing_files=args.ignore_missing_files,
+        auto_relocate=not args.no_auto_relocate,
     )
 
 

@@ -24,6 +24,7 @@ from .files import (
 )
 from .locate import name_to_prefix
 from .metadata import Layout, Package, read_environment
+from .traces import is_trace
 from .warn import warn
 
 __all__ = ["CondaEnv", "File", "load_environment"]
@@ -42,10 +43,6 @@ SKIP_TOP = (
     "python.app",
     "Launcher.app",
 )
-# Written by conda-unpack into an unpacked environment; meaningless in a new archive.
-UNPACK_STATE = "conda-meta/.conda-unpack-prefix"
-
-
 _MISSING_FILES = """
 Files managed by conda were found to have been deleted/overwritten in the
 following packages:
@@ -185,11 +182,11 @@ def read_files(
     bin_prefix = layout.bin_dir + "/"
     records = {"conda-meta/" + p.filename for p in packages}
     records.add("conda-meta/history")
-    # conda of old put its own scripts into child environments; conda-unpack leaves state.
+    # conda of old put its own scripts into child environments.
     skip = {layout.bin_dir + "/" + n for n in ("conda", "activate", "deactivate")}
     if layout.windows:
         skip |= {"Scripts/" + n for n in ("conda.bat", "activate.bat", "deactivate.bat")}
-    skip.add(UNPACK_STATE)
+    site_packages = layout.site_packages
     rows = array("I")
     keep = rows.append
     missing: dict[tuple[str, str], list[str]] = {}
@@ -197,7 +194,7 @@ def read_files(
         kind = kinds[e]
         index = package[e]
         if index < 0:  # no package records it
-            if kind == _OTHER or path in skip:
+            if kind == _OTHER or path in skip or is_trace(path, site_packages):
                 continue
             if "/" not in path and (path.endswith("~") or path.endswith(".DS_STORE")):
                 continue
@@ -417,6 +414,7 @@ class CondaEnv:
         n_threads=None,
         zip_symlinks=False,
         zip_64=True,
+        auto_relocate=True,
     ) -> str:
         """Package the environment into an archive; returns the archive's path.
 
@@ -440,4 +438,5 @@ class CondaEnv:
             n_threads=n_threads,
             zip_symlinks=zip_symlinks,
             zip_64=zip_64,
+            auto_relocate=auto_relocate,
         )

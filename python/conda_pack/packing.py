@@ -43,6 +43,7 @@ from .unpack import (
     conda_unpack_files,
     conda_unpack_program,
     parcel_files,
+    relocation_hook,
 )
 from .warn import warn
 from .windows import is_windows_absolute, rewrite_for_dest
@@ -70,6 +71,7 @@ def pack(
     filters=None,
     ignore_editable_packages=False,
     ignore_missing_files=False,
+    auto_relocate=True,
 ):
     """Package an existing conda environment into an archive file.
 
@@ -116,6 +118,12 @@ def pack(
         Pack even if editable packages are installed.
     ignore_missing_files : bool, optional
         Pack even if files conda installed are missing or were changed.
+    auto_relocate : bool, optional
+        Make an environment with Python relocate itself the first time its Python starts
+        in a new place (a startup hook in site-packages runs what ``conda-unpack`` does),
+        so that it works where nobody runs ``conda-unpack``, e.g. on Spark or YARN
+        executors. Default is True; only archives that carry ``conda-unpack`` (no
+        ``dest_prefix``) get the hook.
 
     Returns
     -------
@@ -159,6 +167,7 @@ def pack(
         n_threads=n_threads,
         zip_symlinks=zip_symlinks,
         zip_64=zip_64,
+        auto_relocate=auto_relocate,
     )
 
 
@@ -345,7 +354,7 @@ def _warn_outcome(out: _Outcome, env_prefix: str, dest: str | None) -> None:
 
 
 def _generated(
-    env: CondaEnv, out: _Outcome, dest: str | None, parcel: str | None
+    env: CondaEnv, out: _Outcome, dest: str | None, parcel: str | None, auto_relocate: bool
 ) -> list[Generated]:
     layout = env._layout
     if parcel is not None:
@@ -359,15 +368,19 @@ def _generated(
     if dest is None:
         script = conda_unpack_program(out.prefix, out.shebang, __version__, layout.windows)
         files += conda_unpack_files(script, layout.windows, layout.subdir)
+        if auto_relocate and layout.site_packages is not None:
+            files += relocation_hook(layout.site_packages, layout.windows)
     return files
 
 
-def _generated_targets(env: CondaEnv, dest: str | None, parcel: str | None) -> set:
+def _generated_targets(
+    env: CondaEnv, dest: str | None, parcel: str | None, auto_relocate: bool
+) -> set:
     """Targets generated files will take, computed before packing starts."""
     if parcel is not None:
         return {"meta/parcel.json", "meta/conda_env.sh"}
     fake = _Outcome()
-    return {g.target for g in _generated(env, fake, dest, None)}
+    return {g.target for g in _generated(env, fake, dest, None, auto_relocate)}
 
 
 def pack_env(
@@ -386,6 +399,7 @@ def pack_env(
     n_threads=None,
     zip_symlinks=False,
     zip_64=True,
+    auto_relocate=True,
 ) -> str:
     output, format = output_and_format(env.name, output, format)
     parcel = None
@@ -432,6 +446,7 @@ def pack_env(
                     zip_symlinks,
                     zip_64,
                     verbose,
+                    auto_relocate=auto_relocate,
                 )
                 _mksquashfs(staging, tmp, level, threads, verbose)
             finally:
@@ -450,6 +465,7 @@ def pack_env(
                 zip_symlinks,
                 zip_64,
                 verbose,
+                auto_relocate=auto_relocate,
             )
     return output
 
@@ -566,9 +582,20 @@ def _write_plan(writer, plan, bar, take_reports: Callable[[list], None]) -> None
 
 
 def _write(
-    env, path, writer_format, level, threads, arcroot, dest, parcel, zip_symlinks, zip_64, verbose
+    env,
+    path,
+    writer_format,
+    level,
+    threads,
+    arcroot,
+    dest,
+    parcel,
+    zip_symlinks,
+    zip_64,
+    verbose,
+    auto_relocate=True,
 ) -> None:
-    replaced = _generated_targets(env, dest, parcel)
+    replaced = _generated_targets(env, dest, parcel, auto_relocate)
     plan = plan_entries(env, dest, replaced)
     if dest is not None and env._layout.windows:
         rewrite_for_dest(plan, env, dest)
@@ -604,7 +631,7 @@ def _write(
     _warn_outcome(out, env.prefix, dest)
     generated = [
         (g.target, g.data, None, g.mode, when, len(g.data))
-        for g in _generated(env, out, dest, parcel)
+        for g in _generated(env, out, dest, parcel, auto_relocate)
     ]
     writer.write(generated)
     writer.finish()

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from ..errors import CondaPackException
+from ..traces import HOOK_MODULE, hook_paths
 
 __all__ = [
     "Generated",
@@ -21,6 +22,7 @@ __all__ = [
     "conda_unpack_program",
     "conda_unpack_script",
     "parcel_files",
+    "relocation_hook",
     "windows_launcher",
 ]
 
@@ -213,6 +215,30 @@ def conda_unpack_files(script: bytes, windows: bool, subdir: str | None = None) 
     return [
         Generated("Scripts/conda-unpack-script.py", script, 0o755),
         Generated("Scripts/conda-unpack.exe", windows_launcher(subdir), 0o755),
+    ]
+
+
+def relocation_hook(site_packages: str, windows: bool) -> list[Generated]:
+    """The startup hook that relocates the environment the first time its Python starts in
+    a new place (``relocate_hook.py``): the module, and a .pth file importing it. The
+    import does not write a .pyc: the hook leaves nothing behind where nothing moved."""
+    depth = site_packages.count("/") + 1
+    unpack = ("Scripts", "conda-unpack-script.py") if windows else ("bin", "conda-unpack")
+    source, n = re.subn(
+        r"^(# <conda-pack:hook>\n)DEPTH = .*\nUNPACK = .*$",
+        lambda m: "%sDEPTH = %d\nUNPACK = %r" % (m[1], depth, unpack),
+        _read("relocate_hook.py"),
+        flags=re.M,
+    )
+    assert n == 1, "relocate_hook.py lost its fill-in marker"
+    pth = (
+        "import sys; _w = sys.dont_write_bytecode; sys.dont_write_bytecode = True; "
+        "import %s; sys.dont_write_bytecode = _w\n" % HOOK_MODULE
+    )
+    pth_path, module_path = hook_paths(site_packages)
+    return [
+        Generated(pth_path, pth.encode("utf-8"), 0o644),
+        Generated(module_path, source.encode("utf-8"), 0o644),
     ]
 
 

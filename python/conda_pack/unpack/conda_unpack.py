@@ -2,18 +2,35 @@
 
 conda-pack writes this file into every archive as ``bin/conda-unpack`` (Windows:
 ``Scripts/conda-unpack-script.py``), with the list of files that hold a prefix filled in.
-Run after extracting, it rewrites those files for the environment's new location. It uses
-only the standard library of any Python 3.6+ (the environment's own interpreter is tried
-first). Files are rewritten where they are, which is several times cheaper than creating
-new ones (a create and a rename cost ~0.5 ms a file on ext4, an overwrite ~30 us): a
-binary file keeps its length, so only its C strings holding the prefix are patched (each
-checked first against what packing recorded); a text file is overwritten and truncated.
-Each file is written by a worker that always completes it, so an interrupted run leaves
-every file old or new and can simply be repeated. A running program, a library this
-interpreter has loaded, or a file that cannot be opened for writing is instead replaced
-atomically (write a new file, rename it over the old one). The files are shared among a
-worker process per core. Running it again after moving the environment relocates it
-again.
+Run after extracting, it rewrites those files for the environment's new location; the
+startup hook conda-pack puts into site-packages runs the same code the first time the
+environment's Python starts somewhere new. It uses only the standard library of any
+Python 3.6+ (the environment's own interpreter is tried first).
+
+What it promises, and how:
+
+- Every file is old or new, whatever stops a run (Ctrl-C, SIGKILL, a full disk, an I/O
+  error). Rewriting a file where it is costs ~40 us; a new file renamed over the old one
+  costs 1-2 ms on ext4 (rename-over flushes the data), too much for the ten thousand text
+  files of a large environment. So a file is rewritten in place only after the bytes the
+  write will replace are saved in an undo journal (``conda-meta/.conda-unpack-journal.N``,
+  one record per worker, always at offset 0); a run that died mid-write leaves that
+  record, and the next run puts the bytes back before it starts. Files that cannot be
+  written in place (a second hard link, a running program or loaded library, no write
+  permission, more than a megabyte) are replaced by rename instead, never written
+  through.
+- A run can always be finished, from any path: before it touches a file it records, in
+  ``conda-meta/.conda-unpack-prefix``, every prefix a file may hold from then on (the old
+  ones and the new one); the next run replaces any of them, longest match first, so a
+  file already holding the new prefix is never rewritten again.
+- Nothing outside the environment is read or written: directories are opened one level
+  at a time from the environment's root without following links, and every file
+  conda-unpack creates is created exclusively, never through a link.
+- One run at a time: a lock on ``conda-meta/.conda-unpack.lock`` (released by the system
+  when its holder dies); a second run waits, then finds nothing left to do.
+- Mistakes are found before anything changes: a path too long for the binaries' room, a
+  path with characters that would break the quoting of the files holding it, a state
+  file that is damaged, files that cannot be written.
 
 This module is also imported by conda-pack's tests: its byte rules must match the Rust
 core's exactly (``replace_cstrings``, ``replace_text``, ``format_shebang``).
@@ -34,10 +51,27 @@ VERSION = "0.0.0"
 # <conda-pack:data>
 _DATA = json.loads('{"placeholders": [], "prefix": [], "shebang": [], "windows": false}')
 
-# The prefix this environment's files held when it was last unpacked (absent until then).
-STATE_FILE = os.path.join("conda-meta", ".conda-unpack-prefix")
+# What conda-unpack keeps in the environment (conda-pack leaves all of it out of archives;
+# its packer names the same files in conda_pack/traces.py).
+STATE_FILE = "conda-meta/.conda-unpack-prefix"
+LOCK_FILE = "conda-meta/.conda-unpack.lock"
+JOURNAL_PREFIX = ".conda-unpack-journal."
+TEMP_PREFIX = ".conda-unpack-"
+TEMP_SUFFIX = ".tmp"
+# The state file's first line while a run is under way; what follows is one prefix a line.
+IN_PROGRESS = "# conda-unpack: unfinished; files may hold any of these prefixes"
+# In the state file: the placeholders recorded when packing (the state of a fresh archive).
+PACKED = "packed"
+# Set (to anything but 0) to silence the warning the automatic relocation prints when it
+# cannot relocate.
+QUIET_VARIABLE = "CONDA_UNPACK_QUIET"
 SHEBANG_LIMIT = 127
 ON_WINDOWS = bool(_DATA.get("windows"))
+# Larger files are replaced by rename rather than journaled and rewritten in place.
+IN_PLACE_LIMIT = 1 << 20
+# Files holding the prefix are sources in Python, shell and other languages, where these
+# characters end or escape a quoted string: a prefix holding one cannot be written there.
+UNSAFE_CHARACTERS = "'\"`$\\"
 # Set by the hidden --new-prefix option: the path files must name instead of the one the
 # environment is at (to prepare an environment where it will be seen under another name,
 # and to exercise the Windows rules on any OS).
@@ -48,15 +82,8 @@ class NoRoom(Exception):
     """A binary string would grow past the NUL padding that follows it."""
 
 
-def _records():
-    ph = _DATA["placeholders"]
-    return [(r[0], ph[r[1]], r[2]) for r in _DATA["prefix"]]
-
-
-# (path, placeholder, mode) for every file holding a prefix, as conda-pack 0.9.2 named it.
-_prefix_records = _records()
-# Binary files: where each C string holding the prefix starts, found when packing.
-_OFFSETS = {r[0]: r[3] for r in _DATA["prefix"] if len(r) > 3}
+class Failure(Exception):
+    """A reason not to relocate, for the user: one line, without the program's name."""
 
 
 # --- byte rules (the twin of the Rust core's prefix engine) ---------------------------------
@@ -283,98 +310,180 @@ def windows_replace_launcher(data, olds, new):
     return data[:start] + _quote_shebang(line, new) + data[zip_start:]
 
 
-def _write_windows(path, data, st):
-    """Overwrite ``path`` with ``data``, keeping its mode. Windows refuses to open a
-    read-only file for writing (conda-pack #241): the flag is lifted for the write."""
-    mode = stat.S_IMODE(st.st_mode)
-    if not mode & stat.S_IWRITE:
-        os.chmod(path, mode | stat.S_IWRITE)
-    try:
-        with open(path, "r+b") as f:
-            f.write(data)
-            f.truncate()
-    finally:
-        if not mode & stat.S_IWRITE:
-            os.chmod(path, mode)
+# --- several old prefixes at once -----------------------------------------------------------
+# A run that was stopped leaves files holding different prefixes (the one packed, the one it
+# was moving to). The next run replaces each of them; the new prefix is matched as well, and
+# kept, so that an old prefix found inside it (/env inside /env2) is never replaced. At each
+# position the longest prefix wins, as a regular expression listing them longest first would.
 
 
-def _rewrite_windows(root, root_real, new_prefix, job, mapped=frozenset()):
-    """``_rewrite`` for a Windows environment: its rules, and only calls Windows has (no
-    pread/pwrite; files opened in binary mode)."""
-    path = os.path.join(root, job.path)
-    if job.mode is None or os.path.islink(path) or not _inside(root_real, path):
-        return False
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return False
-    with open(path, "rb") as f:
-        data = f.read()
-    if job.mode == "text":
-        new = windows_replace_text(data, [job.old], new_prefix)
-    else:
-        new = windows_replace_launcher(data, [job.old], new_prefix)
-    if new == data:
-        return False
-    _write_windows(path, new, st)
-    return True
+def _matches(data, prefixes, start=0, end=None):
+    """``(position, prefix)`` of each match in ``data[start:end]``, leftmost and longest
+    first, not overlapping. Each prefix is searched for with ``bytes.find``, again only when
+    the scan has passed its last hit."""
+    end = len(data) if end is None else end
+    prefixes = sorted(set(p for p in prefixes if p), key=len, reverse=True)
+    nxt = [data.find(p, start, end) for p in prefixes]
+    pos = start
+    while True:
+        best = -1
+        for i, p in enumerate(prefixes):
+            if 0 <= nxt[i] < pos:
+                nxt[i] = data.find(p, pos, end)
+            if nxt[i] >= 0 and (best < 0 or nxt[i] < nxt[best]):
+                best = i
+        if best < 0:
+            return
+        hit = nxt[best]
+        yield hit, prefixes[best]
+        pos = hit + len(prefixes[best])
 
 
-def _set_new_prefix(prefix):
-    global _NEW_PREFIX
-    _NEW_PREFIX = prefix
+def _substitute(data, olds, new):
+    """``data`` with every match of ``olds`` replaced by ``new`` (see ``_matches``)."""
+    out = []
+    emitted = 0
+    for pos, p in _matches(data, list(olds) + [new]):
+        if p != new:
+            out.append(data[emitted:pos])
+            out.append(new)
+            emitted = pos + len(p)
+    if not out:
+        return data
+    out.append(data[emitted:])
+    return b"".join(out)
 
 
-def _target_prefix(root):
-    prefix = _NEW_PREFIX or root
-    return windows_path(prefix) if ON_WINDOWS else prefix
+def _olds(olds, new):
+    return [o for o in olds if o and o != new]
 
 
-# --- relocation -----------------------------------------------------------------------------
+def _growth(span, olds, new):
+    """How much longer ``span`` gets when its old prefixes become ``new``."""
+    if len(olds) == 1:
+        return span.count(olds[0]) * (len(new) - len(olds[0]))
+    return sum(len(new) - len(m) for _, m in _matches(span, olds + [new]) if m != new)
 
 
-class Job:
-    __slots__ = ("path", "old", "mode", "room", "shebang", "offsets")
-
-    def __init__(self, path, old, mode, room, shebang, offsets=()):
-        self.path = path
-        self.old = old
-        self.mode = mode
-        self.room = room
-        self.shebang = shebang
-        self.offsets = offsets
+def replace_text_any(data, olds, new):
+    """Text mode for any number of old prefixes; one of them: ``replace_text``."""
+    olds = _olds(olds, new)
+    if len(olds) == 1:
+        return replace_text(data, olds[0], new)
+    return _substitute(data, olds, new) if olds else data
 
 
-def _jobs(root, current):
-    """One job per file: its prefix record and/or its shebang record."""
-    jobs = {}
-    for path, placeholder, mode in _prefix_records:
-        ph = os.fsencode(placeholder)
-        old = os.fsencode(current) if current is not None else ph
-        jobs[path] = Job(path, old, mode, len(ph), None, _OFFSETS.get(path, ()))
-    for path, exe, options in _DATA["shebang"]:
-        job = jobs.get(path)
-        sb = (os.fsencode(exe), os.fsencode(options))
-        if job is None:
-            jobs[path] = Job(path, None, None, None, sb)
+def replace_cstrings_any(data, olds, new):
+    """Binary mode for any number of old prefixes; one of them: ``replace_cstrings``. A C
+    string holding several matches shrinks or grows by their total change in length."""
+    olds = _olds(olds, new)
+    if len(olds) <= 1:
+        return replace_cstrings(data, olds[0], new) if olds else data
+    out = []
+    emitted = 0
+    size = len(data)
+    pos = 0
+    while pos < size:
+        first = next(_matches(data, olds + [new], pos), None)
+        if first is None:
+            break
+        start, p = first
+        if p == new:
+            pos = start + len(new)
+            continue
+        term = data.find(b"\0", start)
+        if term < 0:
+            term = size
+        span = data[start:term]
+        grow = _growth(span, olds, new)
+        if grow > 0:
+            room = data[term : term + grow + 1]
+            nuls = len(room) - len(room.lstrip(b"\0"))
+            if nuls < grow + 1:
+                raise NoRoom(
+                    "string at offset %d needs %d bytes of NUL padding but has %d"
+                    % (start, grow, max(nuls - 1, 0))
+                )
+        out.append(data[emitted:start])
+        out.append(_substitute(span, olds, new))
+        if grow <= 0:
+            out.append(b"\0" * -grow)
+            emitted = term
         else:
-            job.shebang = sb
-    return list(jobs.values())
+            emitted = term + grow
+        pos = max(emitted, start + 1)
+    if not out:
+        return data
+    out.append(data[emitted:])
+    return b"".join(out)
 
 
-_INSIDE = {}
+def _cstring_patches(read, offsets, olds, new):
+    """The writes that relocate the C strings starting at ``offsets``: ``(offset, old
+    bytes, new bytes)`` each, for the strings not yet holding ``new``. Every string is read
+    and checked first; None means one no longer starts with an expected prefix (the file
+    changed since packing), and the caller must look at the whole file instead.
+    ``read(size, offset)`` reads the file."""
+    olds = _olds(olds, new)
+    expected = sorted(set(olds + [new]), key=len, reverse=True)
+    patches = []
+    for off in offsets:
+        window = read(4096, off)
+        hit = next((p for p in expected if window.startswith(p)), None)
+        if hit is None:
+            return None
+        if hit == new:
+            continue  # moved there by an earlier run that was stopped
+        while True:
+            term = window.find(b"\0")
+            if term >= 0:
+                grow = _growth(window[:term], olds, new)
+                need = term + 1 + max(grow, 0)
+                if need <= len(window):
+                    break
+            more = read(65536, off + len(window))
+            if not more or len(window) > (1 << 20):
+                return None
+            window += more
+        old = window[:need]
+        patches.append((off, old, replace_cstrings_any(old, olds, new)))
+    return patches
 
 
-def _inside(root_real, path):
-    # Resolved once per directory: realpath costs a system call per path component, and a
-    # large environment has thousands of files but few directories.
-    folder = os.path.dirname(path)
-    inside = _INSIDE.get(folder)
-    if inside is None:
-        parent = os.path.realpath(folder)
-        inside = parent == root_real or parent.startswith(root_real + os.sep)
-        _INSIDE[folder] = inside
-    return inside
+# --- files, reached without leaving the environment ------------------------------------------
+_O_BINARY = getattr(os, "O_BINARY", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+_READ = os.O_RDONLY | _O_BINARY | _O_CLOEXEC | _O_NOFOLLOW
+_WRITE = os.O_RDWR | _O_BINARY | _O_CLOEXEC | _O_NOFOLLOW
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY | _O_CLOEXEC | _O_NOFOLLOW
+# Directory descriptors: where the system can open a file relative to one, and refuse a
+# link in its last component (not on Windows).
+_DIR_FDS = (
+    os.open in getattr(os, "supports_dir_fd", ())
+    and os.rename in os.supports_dir_fd
+    and bool(_O_NOFOLLOW and _O_DIRECTORY)
+)
+
+
+def _pread(fd, size, offset):
+    if hasattr(os, "pread"):
+        return os.pread(fd, size, offset)
+    os.lseek(fd, offset, os.SEEK_SET)
+    return os.read(fd, size)
+
+
+def _pwrite_all(fd, data, offset):
+    view = memoryview(data)
+    done = 0
+    while done < len(view):
+        if hasattr(os, "pwrite"):
+            n = os.pwrite(fd, view[done:], offset + done)
+        else:
+            os.lseek(fd, offset + done, os.SEEK_SET)
+            n = os.write(fd, view[done:])
+        done += n
 
 
 def _read_all(fd, size):
@@ -387,24 +496,617 @@ def _read_all(fd, size):
         chunks.append(chunk)
 
 
-def _write_atomic(path, data, st):
-    tmp = path + ".conda-unpack-tmp"
-    try:
-        os.unlink(tmp)
-    except OSError:
+class _Tree:
+    """The environment's directories, each opened from its parent without following a
+    link, so that whatever links an archive planted, no path leads out of the environment.
+    ``parent(path)`` gives ``(directory descriptor, name)``, or ``(None, None)`` when a
+    directory on the way is missing, a link or not a directory. A few dozen descriptors
+    are kept open: the files come in path order, so their directories repeat."""
+
+    KEEP = 64
+
+    def __init__(self, root):
+        self.root = root
+        self._open = {"": os.open(root, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)}
+
+    def dir(self, rel):
+        fd = self._open.get(rel)
+        if fd is not None:
+            return fd
+        up, _, name = rel.rpartition("/")
+        parent = self.dir(up)
+        if parent is None or name in ("", ".", ".."):
+            return None
+        try:
+            fd = os.open(name, os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC, dir_fd=parent)
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                return None
+            raise
+        if len(self._open) >= self.KEEP:
+            oldest = next(k for k in self._open if k)
+            os.close(self._open.pop(oldest))
+        self._open[rel] = fd
+        return fd
+
+    def parent(self, path):
+        up, _, name = path.rpartition("/")
+        fd = self.dir(up)
+        return (None, None) if fd is None else (fd, name)
+
+    def close(self):
+        for fd in self._open.values():
+            os.close(fd)
+        self._open = {}
+
+
+class _PathTree:
+    """``_Tree`` where files cannot be opened relative to a directory (Windows): paths
+    from the root, each checked to resolve inside the environment before it is used."""
+
+    def __init__(self, root):
+        self.root = root
+        self.real = os.path.realpath(root)
+        self._inside = {}
+
+    def dir(self, rel):
+        path = os.path.join(self.root, rel) if rel else self.root
+        inside = self._inside.get(rel)
+        if inside is None:
+            real = os.path.realpath(path)
+            inside = real == self.real or real.startswith(self.real.rstrip(os.sep) + os.sep)
+            inside = inside and os.path.isdir(path) and not os.path.islink(path)
+            self._inside[rel] = inside
+        return path if inside else None
+
+    def parent(self, path):
+        up, _, name = path.rpartition("/")
+        folder = self.dir(up)
+        return (None, None) if folder is None else (None, os.path.join(folder, name))
+
+    def close(self):
         pass
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+
+
+def _tree(root):
+    return _Tree(root) if _DIR_FDS else _PathTree(root)
+
+
+def _at(tree, rel_dir):
+    """``(dir_fd, prefix)`` for opening names in ``rel_dir``: a descriptor, or a path."""
+    if isinstance(tree, _Tree):
+        return tree.dir(rel_dir), ""
+    folder = tree.dir(rel_dir)
+    return None, (folder + os.sep if folder else None)
+
+
+def _open_in(tree, rel_dir, name, flags, mode=0o644):
+    fd, base = _at(tree, rel_dir)
+    if fd is None and base is None:
+        raise Failure("%s is missing, or is a link or not a directory" % (rel_dir or "."))
+    return os.open(base + name, flags, mode, dir_fd=fd)
+
+
+def _listdir(tree, rel_dir):
+    fd, base = _at(tree, rel_dir)
+    if fd is None and base is None:
+        return []
+    if fd is not None:
+        return os.listdir(fd)
+    return os.listdir(base)
+
+
+def _unlink(tree, rel_dir, name):
+    fd, base = _at(tree, rel_dir)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, st.st_mode & 0o7777)
-        os.replace(tmp, path)
+        os.unlink(base + name, dir_fd=fd)
+    except FileNotFoundError:
+        pass
+
+
+def _rename(tree, rel_dir, old, new):
+    fd, base = _at(tree, rel_dir)
+    os.replace(base + old, base + new, src_dir_fd=fd, dst_dir_fd=fd)
+
+
+_TEMPS = [0]
+
+
+def _temp_name():
+    _TEMPS[0] += 1
+    return "%s%d-%d%s" % (TEMP_PREFIX, os.getpid(), _TEMPS[0], TEMP_SUFFIX)
+
+
+def _is_temp_name(name):
+    if not (name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)):
+        return False
+    middle = name[len(TEMP_PREFIX) : -len(TEMP_SUFFIX)].split("-")
+    return len(middle) == 2 and all(m.isdigit() for m in middle)
+
+
+def _write_new(dir_fd, name, data, st, keep_mtime):
+    """Replace ``name`` with a new file holding ``data``: written under a temporary name
+    beside it (created exclusively, never through a link), given the old file's mode,
+    owner and times, then renamed over it. The old file's other hard links, and programs
+    running it, keep the old bytes."""
+    tmp = _temp_name()
+    if dir_fd is None:  # a path (see _PathTree): the temporary goes beside it
+        folder, base = os.path.split(name)
+        tmp_path, target = os.path.join(folder, tmp), name
+    else:
+        tmp_path, target = tmp, name
+    fd = os.open(tmp_path, _CREATE, 0o600, dir_fd=dir_fd)
+    try:
+        try:
+            _pwrite_all(fd, data, 0)
+            if os.chmod in os.supports_fd:
+                os.chmod(fd, stat.S_IMODE(st.st_mode))
+            mine = os.fstat(fd)
+            if hasattr(os, "fchown") and (mine.st_uid, mine.st_gid) != (st.st_uid, st.st_gid):
+                try:
+                    os.fchown(fd, st.st_uid, st.st_gid)
+                except OSError:
+                    pass
+            _set_times(fd, st, keep_mtime)
+        finally:
+            os.close(fd)
+        if dir_fd is None:
+            os.chmod(tmp_path, stat.S_IMODE(st.st_mode))
+            if not st.st_mode & stat.S_IWRITE:
+                os.chmod(target, stat.S_IMODE(st.st_mode) | stat.S_IWRITE)  # Windows refuses
+        os.replace(tmp_path, target, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
         try:
-            os.unlink(tmp)
+            os.unlink(tmp_path, dir_fd=dir_fd)
         except OSError:
             pass
         raise
+
+
+def _set_times(fd, st, keep_mtime):
+    """Give a rewritten file its old times, so that an environment relocated where it was
+    packed is the environment that was packed. Python sources are the exception: Python
+    keeps using a cached .pyc whose recorded mtime and size match the source, so a source
+    must never end with the mtime it had before it changed."""
+    if keep_mtime:
+        times = (st.st_atime_ns, st.st_mtime_ns)
+    elif int(time.time()) <= int(st.st_mtime):
+        times = (st.st_atime_ns, st.st_mtime_ns + 1000000000)
+    else:
+        return
+    if os.utime in os.supports_fd:
+        os.utime(fd, ns=times)
+
+
+def _keeps_mtime(path):
+    return not path.endswith((".py", ".pyw"))
+
+
+# --- the undo journal -------------------------------------------------------------------------
+# A record: magic, sequence number, path, the file's size before the write, the pieces the
+# write replaces (offset, bytes), then the magic and sequence number again. It is written at
+# offset 0 of the worker's journal, over the one before, and is valid only whole: a record
+# cut short by a kill keeps the old trailer, whose number differs. Writes of one file are
+# made only after its record is written, so a torn file always has a valid record.
+_JOURNAL_HEAD = struct.Struct("<4sQIQI")
+_JOURNAL_PIECE = struct.Struct("<QQ")
+_JOURNAL_TAIL = struct.Struct("<4sQ")
+_JOURNAL_MAGIC = b"CUJ1"
+
+
+class _Journal:
+    def __init__(self, tree, worker):
+        self.tree = tree
+        self.name = JOURNAL_PREFIX + str(worker)
+        self.fd = None
+        self.seq = struct.unpack("<Q", os.urandom(8))[0] >> 1
+
+    def record(self, path, size, pieces):
+        if self.fd is None:
+            _unlink(self.tree, "conda-meta", self.name)
+            self.fd = _open_in(self.tree, "conda-meta", self.name, _CREATE, 0o600)
+        self.seq += 1
+        rel = path.encode("utf-8", "surrogateescape")
+        parts = [_JOURNAL_HEAD.pack(_JOURNAL_MAGIC, self.seq, len(rel), size, len(pieces)), rel]
+        for off, data in pieces:
+            parts.append(_JOURNAL_PIECE.pack(off, len(data)))
+            parts.append(data)
+        parts.append(_JOURNAL_TAIL.pack(_JOURNAL_MAGIC, self.seq))
+        _pwrite_all(self.fd, b"".join(parts), 0)
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _parse_journal(data):
+    """``(path, size, pieces)`` of the record at the start of ``data``, or None."""
+    try:
+        magic, seq, n, size, count = _JOURNAL_HEAD.unpack_from(data, 0)
+        if magic != _JOURNAL_MAGIC:
+            return None
+        at = _JOURNAL_HEAD.size
+        path = data[at : at + n].decode("utf-8", "surrogateescape")
+        at += n
+        pieces = []
+        for _ in range(count):
+            off, length = _JOURNAL_PIECE.unpack_from(data, at)
+            at += _JOURNAL_PIECE.size
+            if at + length > len(data):
+                return None
+            pieces.append((off, data[at : at + length]))
+            at += length
+        tail = _JOURNAL_TAIL.unpack_from(data, at)
+    except (struct.error, UnicodeDecodeError):
+        return None
+    return (path, size, pieces) if tail == (_JOURNAL_MAGIC, seq) else None
+
+
+def _undo(tree, path, size, pieces):
+    """Put back the bytes a stopped run was writing into ``path``."""
+    d, name = tree.parent(path)
+    if name is None:
+        return
+    try:
+        fd = os.open(name, _WRITE, dir_fd=d)
+    except FileNotFoundError:
+        return
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            return  # not the file that was being written
+        for off, data in pieces:
+            _pwrite_all(fd, data, off)
+        os.ftruncate(fd, size)
+    finally:
+        os.close(fd)
+
+
+def _recover(tree, dirs):
+    """Finish what a stopped run left: put back the file each of its workers was writing,
+    and remove its journals and temporary files."""
+    for name in _listdir(tree, "conda-meta"):
+        if name.startswith(JOURNAL_PREFIX):
+            fd = _open_in(tree, "conda-meta", name, _READ)
+            try:
+                record = _parse_journal(_read_all(fd, 1 << 16))
+            finally:
+                os.close(fd)
+            if record is not None:
+                _undo(tree, *record)
+            _unlink(tree, "conda-meta", name)
+        elif _is_temp_name(name):
+            _unlink(tree, "conda-meta", name)
+    for rel in sorted(dirs):
+        for name in _listdir(tree, rel):
+            if _is_temp_name(name):
+                _unlink(tree, rel, name)
+
+
+def _remove_journals(tree):
+    for name in _listdir(tree, "conda-meta"):
+        if name.startswith(JOURNAL_PREFIX):
+            _unlink(tree, "conda-meta", name)
+
+
+# --- the state: which prefixes the files hold ---------------------------------------------------
+
+
+class State:
+    """What conda-meta/.conda-unpack-prefix says: the prefixes files may hold (``PACKED``
+    for the placeholders of the archive), and whether the last run finished (then there is
+    one). Absent, the files are as packed."""
+
+    def __init__(self, holds, done, fresh=False):
+        self.holds = holds
+        self.done = done
+        self.fresh = fresh
+
+    def text(self):
+        if self.done:
+            return self.holds[0] + "\n"
+        return "".join(line + "\n" for line in [IN_PROGRESS] + self.holds)
+
+
+def _valid_prefix(path):
+    if not path or any(c < " " or c == "\x7f" for c in path):
+        return False
+    if ON_WINDOWS:
+        body = path[2:] if path[1:3] == ":/" else path[1:] if path.startswith("//") else None
+        return bool(body) and "//" not in body and not path.endswith("/")
+    return path.startswith("/") and path != "/" and os.path.normpath(path) == path
+
+
+def _damaged(what):
+    return Failure(
+        "%s is damaged (%s); nothing was changed. It records where this environment's "
+        "files point; if you did not relocate the environment before, delete that file and "
+        "run conda-unpack again, otherwise extract the archive anew." % (STATE_FILE, what)
+    )
+
+
+def _read_state(tree):
+    try:
+        fd = _open_in(tree, "conda-meta", STATE_FILE.rsplit("/", 1)[1], _READ)
+    except FileNotFoundError:
+        return State([PACKED], True, fresh=True)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise _damaged("it is a symbolic link") from None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _damaged("not a regular file")
+        raw = os.read(fd, 1 << 16)
+    finally:
+        os.close(fd)
+    text = raw.decode("utf-8", "surrogateescape")
+    lines = text.split("\n")
+    if not text.endswith("\n") or len(raw) >= 1 << 16:
+        raise _damaged("it holds %r" % text[:80])
+    lines.pop()
+    if len(lines) == 1 and _valid_prefix(lines[0]):
+        return State(lines, True)
+    if lines[:1] == [IN_PROGRESS] and len(lines) > 1:
+        holds = lines[1:]
+        if all(h == PACKED or _valid_prefix(h) for h in holds):
+            return State(holds, False)
+    raise _damaged("it holds %r" % text[:80])
+
+
+def _write_state(tree, state, durable):
+    """Replace the state file (a new file renamed over it, so that it is whole). The state
+    that announces a run is made durable before any file is touched."""
+    tmp = _temp_name()
+    fd = _open_in(tree, "conda-meta", tmp, _CREATE, 0o644)
+    try:
+        try:
+            _pwrite_all(fd, state.text().encode("utf-8", "surrogateescape"), 0)
+            if durable and hasattr(os, "fsync"):
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        _rename(tree, "conda-meta", tmp, STATE_FILE.rsplit("/", 1)[1])
+    except BaseException:
+        _unlink(tree, "conda-meta", tmp)
+        raise
+    if durable and isinstance(tree, _Tree):
+        os.fsync(tree.dir("conda-meta"))
+
+
+# --- the lock -----------------------------------------------------------------------------------
+
+
+class _Lock:
+    """``conda-meta/.conda-unpack.lock``, held for a whole run and removed by its holder
+    (a waiter that then holds a removed file tries again). The system releases it when its
+    holder dies, however it dies; the worker processes share it, so a run killed mid-way
+    keeps it until they have finished the files in hand."""
+
+    NAME = LOCK_FILE.rsplit("/", 1)[1]
+
+    def __init__(self, tree, say):
+        self.tree = tree
+        while True:
+            self.fd = self._open()
+            try:
+                self._take(say)
+                if self._still_named():
+                    return
+            except BaseException:
+                os.close(self.fd)
+                raise
+            os.close(self.fd)
+            say = _quiet
+
+    def _open(self):
+        try:
+            fd = _open_in(
+                self.tree,
+                "conda-meta",
+                self.NAME,
+                _WRITE | os.O_CREAT | getattr(os, "O_NONBLOCK", 0),
+            )
+        except OSError as e:
+            if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise ReadOnly("%s: %s" % (LOCK_FILE, e.strerror)) from None
+            if e.errno == errno.ELOOP:
+                raise Failure("%s is a symbolic link; remove it" % LOCK_FILE) from None
+            raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise Failure("%s is not a regular file; remove it" % LOCK_FILE)
+        return fd
+
+    def _still_named(self):
+        if not isinstance(self.tree, _Tree):
+            return True  # Windows cannot remove an open file: the lock file stays
+        try:
+            named = os.stat(self.NAME, dir_fd=self.tree.dir("conda-meta"), follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        mine = os.fstat(self.fd)
+        return (named.st_dev, named.st_ino) == (mine.st_dev, mine.st_ino)
+
+    def _take(self, say):
+        try:
+            import fcntl
+        except ImportError:  # Windows
+            import msvcrt
+
+            while True:
+                try:
+                    msvcrt.locking(self.fd, msvcrt.LK_NBLCK, 1)
+                    return
+                except OSError:
+                    time.sleep(0.05)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            say("conda-unpack: waiting for another run on this environment to finish")
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except OSError as e:
+            if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            fcntl.lockf(self.fd, fcntl.LOCK_EX)  # file systems without flock (some NFS)
+
+    def release(self):
+        if isinstance(self.tree, _Tree):
+            _unlink(self.tree, "conda-meta", self.NAME)
+        os.close(self.fd)
+
+
+class ReadOnly(Failure):
+    """The environment cannot be written: nothing is attempted."""
+
+
+# --- checks made before anything changes -------------------------------------------------------
+
+
+def _check_target(target):
+    bad = sorted(set(c for c in target if c in UNSAFE_CHARACTERS or c < " " or c == "\x7f"))
+    if ON_WINDOWS:
+        bad = [c for c in bad if c != "\\"]
+    try:
+        target.encode("utf-8")
+    except UnicodeEncodeError:
+        bad.append("bytes that are not UTF-8")
+    if bad:
+        raise Failure(
+            "cannot move the environment to %r: its path holds %s, which the files "
+            "naming it (Python and shell sources among them) cannot hold without breaking "
+            "their quoting. Nothing was changed; move it to a path without quotes, "
+            "backslashes, $, ` or control characters." % (target, " ".join(repr(c) for c in bad))
+        )
+
+
+def _check_room(jobs, target_b):
+    # Windows binaries are never patched, only launchers' #! lines: no room to check.
+    tight = [j for j in jobs if j.mode == "binary" and len(target_b) > j.room and not ON_WINDOWS]
+    if tight:
+        limit = min(j.room for j in tight)
+        names = ", ".join(sorted(j.path for j in tight)[:5])
+        more = " and %d more" % (len(tight) - 5) if len(tight) > 5 else ""
+        raise Failure(
+            "cannot move the environment to %s (%d characters): %s%s hold binary strings "
+            "with room for at most %d characters. Nothing was changed; extract the archive "
+            "to a shorter path." % (os.fsdecode(target_b), len(target_b), names, more, limit)
+        )
+
+
+def _check_claim(tree, jobs, prefix):
+    """A state that says the files hold ``prefix`` is believed only if one of them does: a
+    wrong one would have every occurrence of some unrelated path replaced."""
+    want = os.fsencode(prefix)
+    looked = 0
+    for job in jobs:
+        if job.mode != "binary" or not job.offsets or ON_WINDOWS:
+            continue
+        d, name = tree.parent(job.path)
+        if name is None:
+            continue
+        try:
+            fd = os.open(name, _READ, dir_fd=d)
+        except OSError:
+            continue
+        try:
+            if _pread(fd, len(want), job.offsets[0]) == want:
+                return
+        finally:
+            os.close(fd)
+        looked += 1
+        if looked == 8:
+            break
+    if looked:
+        raise _damaged("it says the files hold %s, but none of those looked at does" % prefix)
+    for job in jobs[:8]:
+        d, name = tree.parent(job.path)
+        if name is None:
+            continue
+        try:
+            fd = os.open(name, _READ, dir_fd=d)
+        except OSError:
+            continue
+        try:
+            if want in _read_all(fd, 0):
+                return
+        finally:
+            os.close(fd)
+        looked += 1
+    if looked:
+        raise _damaged("it says the files hold %s, but none of those looked at does" % prefix)
+
+
+def _check_writable(tree, jobs, mapped):
+    """Every file must be writable in place or replaceable (its directory writable)."""
+    if not hasattr(os, "access") or not isinstance(tree, _Tree):
+        return
+    by_dir = {}
+    for job in jobs:
+        by_dir.setdefault(job.path.rpartition("/")[0], []).append(job)
+    stuck = []
+    for rel, members in by_dir.items():
+        fd = tree.dir(rel)
+        if fd is None or os.access(".", os.W_OK | os.X_OK, dir_fd=fd):
+            continue
+        for job in members:
+            try:
+                st = os.stat(job.path.rpartition("/")[2], dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            in_place = (
+                st.st_nlink == 1
+                and (st.st_dev, st.st_ino) not in mapped
+                and st.st_size <= IN_PLACE_LIMIT
+                and os.access(job.path.rpartition("/")[2], os.W_OK, dir_fd=fd)
+            )
+            if not in_place:
+                stuck.append(job.path)
+    if stuck:
+        stuck.sort()
+        more = " and %d more" % (len(stuck) - 5) if len(stuck) > 5 else ""
+        raise Failure(
+            "cannot rewrite %s%s: neither the file nor its directory is writable by this "
+            "user. Nothing was changed; make them writable (chmod u+w) or run conda-unpack "
+            "as their owner." % (", ".join(stuck[:5]), more)
+        )
+
+
+# --- relocation -----------------------------------------------------------------------------
+
+
+class Job:
+    __slots__ = ("path", "placeholder", "mode", "room", "shebang", "offsets")
+
+    def __init__(self, path, placeholder, mode, room, shebang, offsets=()):
+        self.path = path
+        self.placeholder = placeholder
+        self.mode = mode
+        self.room = room
+        self.shebang = shebang
+        self.offsets = offsets
+
+
+def _jobs():
+    """One job per file: its prefix record and/or its shebang record."""
+    jobs = {}
+    placeholders = [os.fsencode(p) for p in _DATA["placeholders"]]
+    for row in _DATA["prefix"]:
+        path, ph, mode = row[0], placeholders[row[1]], row[2]
+        offsets = row[3] if len(row) > 3 else ()
+        jobs[path] = Job(path, ph, mode, len(ph), None, offsets)
+    for path, exe, options in _DATA["shebang"]:
+        job = jobs.get(path)
+        sb = (os.fsencode(exe), os.fsencode(options))
+        if job is None:
+            jobs[path] = Job(path, None, None, None, sb)
+        else:
+            job.shebang = sb
+    return list(jobs.values())
 
 
 def _mapped_files():
@@ -429,107 +1131,162 @@ def _mapped_files():
     return mapped
 
 
-def _patch_in_place(path, old, new, offsets):
-    """Rewrite, inside the file itself, the C strings that start at ``offsets``.
+class _Relocation:
+    """Rewrites files for ``target``; each may hold any of ``holds`` (``PACKED`` standing
+    for its record's placeholder)."""
 
-    A binary file keeps its length and every string its offset, so a few small writes do
-    what rewriting the whole file would, which is most of conda-unpack's work on a large
-    environment. Every string is read and checked before any is written; False means the
-    file no longer looks as packed (or is a running program), and nothing was changed.
-    """
-    try:
-        fd = os.open(path, os.O_RDWR)
-    except OSError as e:
-        if e.errno == errno.ETXTBSY:
-            return False
-        raise
-    try:
-        patches = []
-        for off in offsets:
-            window = os.pread(fd, 4096, off)
-            if not window.startswith(old):
-                return False
-            term = window.find(b"\0")
-            while True:
-                if term >= 0:
-                    hits = window[:term].count(old)
-                    need = term + 1 + max(hits * (len(new) - len(old)), 0)
-                    if need <= len(window):
-                        break
-                more = os.pread(fd, 65536, off + len(window))
-                if not more or len(window) > (1 << 20):
-                    return False
-                window += more
-                if term < 0:
-                    term = window.find(b"\0")
-            patches.append((off, replace_cstrings(window[:need], old, new)))
-        for off, data in patches:
-            os.pwrite(fd, data, off)
-    finally:
-        os.close(fd)
-    return True
+    def __init__(self, tree, holds, target, mapped, worker=0):
+        self.tree = tree
+        self.holds = [os.fsencode(h) for h in holds if h != PACKED]
+        self.packed = PACKED in holds
+        self.target = target
+        self.mapped = mapped
+        self.journal = _Journal(tree, worker)
+        self._olds = {}
 
+    def olds(self, placeholder):
+        olds = self._olds.get(placeholder)
+        if olds is None:
+            olds = ([placeholder] if self.packed else []) + self.holds
+            olds = self._olds[placeholder] = sorted(set(olds), key=len, reverse=True)
+        return olds
 
-def _overwrite(fd, new, old_size):
-    """Overwrite a file's bytes where they are: far cheaper than creating and renaming a
-    file. Each file is written by one worker that always finishes it, so an interrupted
-    run leaves every file old or new."""
-    view = memoryview(new)
-    done = 0
-    while done < len(new):
-        done += os.pwrite(fd, view[done:], done)
-    if len(new) < old_size:
-        os.ftruncate(fd, len(new))
+    def relocated(self, data, job):
+        new = data
+        if job.mode is not None:
+            olds = self.olds(job.placeholder)
+            if ON_WINDOWS:
+                if len(olds) > 1:
+                    olds = olds + [self.target]
+                if job.mode == "text":
+                    new = windows_replace_text(new, olds, self.target)
+                else:
+                    new = windows_replace_launcher(new, olds, self.target)
+            elif job.mode == "text":
+                new = replace_text_any(new, olds, self.target)
+            elif job.mode == "binary":
+                new = replace_cstrings_any(new, olds, self.target)
+            else:
+                raise ValueError("unknown mode %r" % (job.mode,))
+        if job.shebang is not None and not ON_WINDOWS:
+            new = fix_shebang(new, self.target, job.shebang[0], job.shebang[1])
+        return new
 
-
-def _open_for_rewrite(path, busy):
-    """``(fd, writable)``: the file opened for reading and, unless it is a running program,
-    mapped here, or not writable, for writing in place too (one open instead of two)."""
-    if not busy:
+    def rewrite(self, job):
+        """Relocate one file; True if it changed."""
+        d, name = self.tree.parent(job.path)
+        if name is None:
+            return False  # not reachable without following a link: never followed
         try:
-            return os.open(path, os.O_RDWR), True
-        except OSError as e:
-            if e.errno not in (errno.ETXTBSY, errno.EACCES, errno.EPERM, errno.EROFS):
-                raise
-    return os.open(path, os.O_RDONLY), False
-
-
-def _relocated(data, job, new_prefix):
-    new = data
-    if job.mode is not None and job.old != new_prefix:
-        new = replace_prefix(new, job.mode, job.old, new_prefix)
-    if job.shebang is not None:
-        new = fix_shebang(new, new_prefix, job.shebang[0], job.shebang[1])
-    return new
-
-
-def _rewrite(root, root_real, new_prefix, job, mapped=frozenset()):
-    path = os.path.join(root, job.path)
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return False  # excluded or removed after packing
-    if stat.S_ISLNK(st.st_mode) or not _inside(root_real, path):
-        return False  # never follow a link: its target, if ours, has its own record
-    busy = (st.st_dev, st.st_ino) in mapped
-    if job.mode == "binary" and job.offsets and job.shebang is None and not busy:
-        if job.old == new_prefix:
-            return False
-        if _patch_in_place(path, job.old, new_prefix, job.offsets):
-            return True
-    fd, writable = _open_for_rewrite(path, busy)
-    try:
-        data = _read_all(fd, st.st_size)
-        new = _relocated(data, job, new_prefix)
+            st = os.stat(name, dir_fd=d, follow_symlinks=False)
+        except FileNotFoundError:
+            return False  # excluded or removed after packing
+        if stat.S_ISLNK(st.st_mode):
+            return False  # its target, if ours, has its own record
+        if not stat.S_ISREG(st.st_mode):
+            raise Failure("%s: not a regular file" % job.path)
+        alone = st.st_nlink == 1 and (st.st_dev, st.st_ino) not in self.mapped
+        if (
+            alone
+            and job.mode == "binary"
+            and job.offsets
+            and job.shebang is None
+            and not ON_WINDOWS
+        ):
+            done = self._patch(d, name, st, job)
+            if done is not None:
+                return done
+        fd = os.open(name, _READ, dir_fd=d)
+        try:
+            data = _read_all(fd, st.st_size)
+        finally:
+            os.close(fd)
+        new = self.relocated(data, job)
         if new == data:
             return False
-        if writable:
-            _overwrite(fd, new, len(data))
+        keep = _keeps_mtime(job.path)
+        if alone and max(len(data), len(new)) <= IN_PLACE_LIMIT:
+            if self._overwrite(d, name, st, job.path, data, new, keep):
+                return True
+        _write_new(d, name, new, st, keep)
+        return True
+
+    def _open_in_place(self, d, name, st):
+        """The file opened for writing, if it can be written where it is (and is still the
+        file that was looked at), else None."""
+        try:
+            fd = os.open(name, _WRITE, dir_fd=d)
+        except OSError as e:
+            if e.errno in (errno.ETXTBSY, errno.EACCES, errno.EPERM, errno.EROFS):
+                return None
+            raise
+        now = os.fstat(fd)
+        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) or now.st_nlink != 1:
+            os.close(fd)
+            return None
+        return fd
+
+    def _patch(self, d, name, st, job):
+        """Rewrite only the C strings packing found, inside the file: a binary keeps its
+        length and every string its offset, so a few small writes do what rewriting the
+        whole file would. None: the file must be looked at whole instead."""
+        fd = self._open_in_place(d, name, st)
+        if fd is None:
+            return None
+        try:
+            patches = _cstring_patches(
+                lambda n, off: _pread(fd, n, off),
+                job.offsets,
+                self.olds(job.placeholder),
+                self.target,
+            )
+            if patches is None:
+                return None
+            if not patches:
+                return False
+            self.journal.record(job.path, st.st_size, [(off, old) for off, old, _ in patches])
+            try:
+                for off, _, new in patches:
+                    _pwrite_all(fd, new, off)
+            except BaseException:
+                _restore(fd, [(off, old) for off, old, _ in patches], st.st_size)
+                raise
+            _set_times(fd, st, True)
             return True
-    finally:
-        os.close(fd)
-    _write_atomic(path, new, st)
-    return True
+        finally:
+            os.close(fd)
+
+    def _overwrite(self, d, name, st, path, data, new, keep_mtime):
+        fd = self._open_in_place(d, name, st)
+        if fd is None:
+            return False
+        try:
+            self.journal.record(path, len(data), [(0, data)])
+            try:
+                _pwrite_all(fd, new, 0)
+                if len(new) < len(data):
+                    os.ftruncate(fd, len(new))
+            except BaseException:
+                _restore(fd, [(0, data)], len(data))
+                raise
+            _set_times(fd, st, keep_mtime)
+            return True
+        finally:
+            os.close(fd)
+
+
+def _restore(fd, pieces, size):
+    """After a failed write (a full disk, say), put the old bytes back at once: they fit
+    where they were. If even that fails, the journal still holds them for the next run."""
+    try:
+        for off, data in pieces:
+            _pwrite_all(fd, data, off)
+        os.ftruncate(fd, size)
+    except OSError:
+        pass
+
+
+# --- running it -----------------------------------------------------------------------------
 
 
 class _Progress:
@@ -550,6 +1307,19 @@ class _Progress:
         sys.stdout.flush()
 
 
+def _message(job, e):
+    if isinstance(e, NoRoom):
+        return "%s: %s" % (job.path, e)
+    if isinstance(e, Failure):
+        return str(e)
+    text = "%s: %s" % (job.path, e.strerror or e)
+    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS):
+        text += (
+            ". Every file is whole (old or new): fix that, then run conda-unpack again to finish"
+        )
+    return text
+
+
 def _work(jobs, rewrite, report, stop):
     """Rewrite ``jobs`` in order; report(files done, files changed) after every run of
     files. Returns an error message for the first file that cannot be moved, else None."""
@@ -559,10 +1329,8 @@ def _work(jobs, rewrite, report, stop):
             return None
         try:
             changed += rewrite(job)
-        except NoRoom as e:
-            return "conda-unpack: %s: %s" % (job.path, e)
-        except OSError as e:
-            return "conda-unpack: %s: %s" % (job.path, e.strerror or e)
+        except (NoRoom, Failure, OSError) as e:
+            return _message(job, e)
         if i % 64 == 63:
             report(64, changed)
             changed = 0
@@ -577,20 +1345,23 @@ def _cores():
         return os.cpu_count() or 1
 
 
-def _serial(jobs, rewrite, progress):
+def _serial(jobs, relocation, progress):
     changed = [0]
 
     def report(done, n):
         changed[0] += n
         progress.add(done)
 
-    error = _work(jobs, rewrite, report, lambda: False)
+    try:
+        error = _work(jobs, relocation.rewrite, report, lambda: False)
+    finally:
+        relocation.journal.close()
     if error:
-        raise SystemExit(error)
+        raise Failure(error)
     return changed[0]
 
 
-def _child(jobs, rewrite, out):
+def _child(jobs, relocation, out):
     """A worker process: rewrites its share, reporting "done changed" lines on ``out``.
     Ctrl-C lets it finish the file it is writing, then stop."""
     import signal
@@ -600,18 +1371,21 @@ def _child(jobs, rewrite, out):
     code = 0
     try:
         error = _work(
-            jobs, rewrite, lambda d, n: os.write(out, b"%d %d\n" % (d, n)), lambda: stopping
+            jobs,
+            relocation.rewrite,
+            lambda d, n: os.write(out, b"%d %d\n" % (d, n)),
+            lambda: stopping,
         )
         if error:
             os.write(out, b"E" + error.encode("utf-8", "replace") + b"\n")
             code = 1
     except BaseException as e:
-        os.write(out, ("Econda-unpack: %r\n" % (e,)).encode("utf-8", "replace"))
+        os.write(out, ("E%r\n" % (e,)).encode("utf-8", "replace"))
         code = 1
     os._exit(code)
 
 
-def _forked(jobs, rewrite, progress, workers):
+def _forked(jobs, make_relocation, progress, workers):
     """Share the files among worker processes: the rewriting is mostly system calls and
     small copies, which threads would serialise on the interpreter's lock."""
     import select
@@ -627,7 +1401,7 @@ def _forked(jobs, rewrite, progress, workers):
             pid = os.fork()
             if pid == 0:
                 os.close(r)
-                _child(jobs[k::workers], rewrite, w)
+                _child(jobs[k::workers], make_relocation(k), w)
             os.close(w)
             children[r] = pid
         pending = dict.fromkeys(children, b"")
@@ -660,41 +1434,77 @@ def _forked(jobs, rewrite, progress, workers):
             os.close(r)
             os.waitpid(pid, 0)
     if errors:
-        raise SystemExit(errors[0])
+        raise Failure(errors[0])
     return changed
 
 
-def unpack(root, verbose=False, workers=None):
-    """Relocate the environment at ``root``; returns the number of files changed."""
-    root = os.path.abspath(root)
-    new_prefix = _target_prefix(root)
-    state = os.path.join(root, STATE_FILE)
-    current = None
-    if os.path.exists(state):
-        with open(state, encoding="utf-8", errors="surrogateescape") as f:
-            current = f.read().rstrip("\n") or None
-    jobs = _jobs(root, current)
-    new_b = os.fsencode(new_prefix)
-    if current == new_prefix and all(j.shebang is None for j in jobs):
-        return 0
-    # Windows binaries are never patched, only launchers' #! lines: no room to check.
-    tight = [j for j in jobs if j.mode == "binary" and len(new_b) > j.room and not ON_WINDOWS]
-    if tight:
-        limit = min(j.room for j in tight)
-        names = ", ".join(sorted(j.path for j in tight)[:5])
-        more = " and %d more" % (len(tight) - 5) if len(tight) > 5 else ""
-        raise SystemExit(
-            "conda-unpack: cannot move the environment to %s (%d characters): %s%s hold "
-            "binary strings with room for at most %d characters. Nothing was changed; "
-            "extract the archive to a shorter path." % (new_prefix, len(new_b), names, more, limit)
-        )
-    root_real = os.path.realpath(root)
-    mapped = _mapped_files()
-    _INSIDE.clear()  # directories may have changed since an earlier call in this process
-    fix = _rewrite_windows if ON_WINDOWS else _rewrite
+def _set_new_prefix(prefix):
+    global _NEW_PREFIX
+    _NEW_PREFIX = prefix
 
-    def rewrite(job):
-        return fix(root, root_real, new_b, job, mapped)
+
+def _target_prefix(root):
+    prefix = _NEW_PREFIX or root
+    return windows_path(prefix) if ON_WINDOWS else prefix
+
+
+def _same_place(held, target, root):
+    """Whether files holding ``held`` are right for ``target``: the same path, or (when the
+    target is where the environment is) another name of the same directory."""
+    if held == target:
+        return True
+    if _NEW_PREFIX is not None or ON_WINDOWS:
+        return False
+    try:
+        return os.path.samefile(held, root)
+    except OSError:
+        return False
+
+
+def _quiet(message):
+    pass
+
+
+def unpack(root, verbose=False, workers=None, target=None, say=None):
+    """Relocate the environment at ``root`` for ``target`` (default: ``root``); returns
+    the number of files changed. Raises Failure (ReadOnly when the environment cannot be
+    written) with nothing changed, or with the environment left for the next run."""
+    root = os.path.abspath(root)
+    target = target or _target_prefix(root)
+    say = say or (lambda m: sys.stderr.write(m + "\n"))
+    tree = _tree(root)
+    try:
+        if tree.dir("conda-meta") is None:
+            raise Failure("%s/conda-meta is missing, or is a link" % root)
+        jobs = _jobs()
+        _check_target(target)
+        _check_room(jobs, os.fsencode(target))
+        lock = _Lock(tree, say)
+        try:
+            return _unpack_locked(tree, root, jobs, target, verbose, workers)
+        finally:
+            lock.release()
+    finally:
+        tree.close()
+
+
+def _unpack_locked(tree, root, jobs, target, verbose, workers):
+    state = _read_state(tree)
+    if state.done and not state.fresh and _same_place(state.holds[0], target, root):
+        return 0
+    target_b = os.fsencode(target)
+    if state.done and not state.fresh:
+        _check_claim(tree, jobs, state.holds[0])
+    mapped = _mapped_files()
+    _check_writable(tree, jobs, mapped)
+    dirs = set(j.path.rpartition("/")[0] for j in jobs)
+    if not state.done:
+        _recover(tree, dirs)
+    holds = [h for h in state.holds if h != target]
+    _write_state(tree, State(holds + [target], False), durable=True)
+
+    def relocation(worker):
+        return _Relocation(tree, holds, target_b, mapped, worker)
 
     if workers is None:
         # A process per core, each with a few hundred files at least: starting one costs
@@ -702,21 +1512,46 @@ def unpack(root, verbose=False, workers=None):
         workers = min(_cores(), 8, len(jobs) // 256) if hasattr(os, "fork") else 1
     progress = _Progress(len(jobs), verbose)
     if workers > 1:
-        changed = _forked(jobs, rewrite, progress, workers)
+        changed = _forked(jobs, relocation, progress, workers)
     else:
-        changed = _serial(jobs, rewrite, progress)
+        changed = _serial(jobs, relocation(0), progress)
     if verbose and jobs:
         sys.stdout.write("\n")
-    tmp = state + ".tmp"
-    with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
-        f.write(new_prefix + "\n")
-    os.replace(tmp, state)
+    # Journals go first: a run stopped between the two finds an unfinished state with no
+    # journal, and simply runs again.
+    _remove_journals(tree)
+    _write_state(tree, State([target], True), durable=False)
     return changed
+
+
+def _warn(message):
+    if os.environ.get(QUIET_VARIABLE, "0") in ("", "0"):
+        sys.stderr.write(
+            "conda-unpack: %s (set %s=1 to hide this message)\n" % (message, QUIET_VARIABLE)
+        )
+
+
+def auto_relocate(root):
+    """Relocate the environment at ``root`` if it moved: what the startup hook and the
+    activation scripts run. Never raises for a reason not to relocate: one line on stderr
+    says why, and the program goes on."""
+    real = os.path.realpath(root)
+    try:
+        unpack(real, target=_target_prefix(real), say=_quiet)
+    except ReadOnly as e:
+        _warn(
+            "%s was packed elsewhere and cannot be relocated here (%s): files that name its "
+            "old place will not work. Pack it with --dest-prefix %s, or copy it somewhere "
+            "writable and run bin/conda-unpack there" % (real, e, real)
+        )
+    except (Failure, NoRoom, OSError) as e:
+        _warn("%s was not relocated: %s" % (real, e))
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    verbose = False
+    verbose = auto = False
+    workers = None
     if argv:  # argparse is a tenth of a typical run's time: imported only when needed
         import argparse
 
@@ -729,19 +1564,32 @@ def main(argv=None):
         parser.add_argument(
             "--verbose", "-v", action="store_true", help="Show progress bar during unpacking"
         )
+        parser.add_argument(
+            "--auto",
+            action="store_true",
+            help="Relocate only if the environment moved, naming its real path, and never "
+            "fail: say on stderr why it was not relocated (what activation scripts run)",
+        )
         parser.add_argument("--new-prefix", help=argparse.SUPPRESS)
+        parser.add_argument("--workers", type=int, help=argparse.SUPPRESS)
         args = parser.parse_args(argv)
         if args.version:
             print("conda-unpack %s" % VERSION)
             return 0
         if args.new_prefix is not None:
             _set_new_prefix(args.new_prefix)
-        verbose = args.verbose
+        verbose, auto, workers = args.verbose, args.auto, args.workers
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if verbose and _prefix_records:
+    if auto:
+        auto_relocate(root)
+        return 0
+    if verbose and _DATA["prefix"]:
         print("Unpacking environment...")
     try:
-        unpack(root, verbose=verbose)
+        unpack(root, verbose=verbose, workers=workers)
+    except (Failure, NoRoom) as e:
+        sys.stderr.write("conda-unpack: %s\n" % e)
+        return 1
     except KeyboardInterrupt:
         sys.stderr.write(
             "\nconda-unpack: interrupted; every file is old or new. Run it again to finish.\n"
