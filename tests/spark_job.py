@@ -26,8 +26,6 @@ import os
 import sys
 import traceback
 
-from sparkcluster import JVM_OPTIONS
-
 PARTITIONS = 8
 WORKER_JOBS = 2
 #: Keeps each task's process alive a little, so the two tasks of a wave are seen side by side.
@@ -40,6 +38,9 @@ PIPE_COPY = "environment2"
 def _session(master, archives):
     from pyspark.sql import SparkSession
 
+    # The cluster's JVM options (fast start, scratch space in the test's directory).
+    jvm_options = os.environ.get("SPARK_DAEMON_JAVA_OPTS", "")
+
     return (
         SparkSession.builder.master(master)
         .appName("conda-pack-relocation")
@@ -50,8 +51,8 @@ def _session(master, archives):
         .config("spark.executor.cores", "2")
         .config("spark.cores.max", "2")
         .config("spark.executor.memory", "512m")
-        .config("spark.driver.extraJavaOptions", JVM_OPTIONS)
-        .config("spark.executor.extraJavaOptions", JVM_OPTIONS)
+        .config("spark.driver.extraJavaOptions", jvm_options)
+        .config("spark.executor.extraJavaOptions", jvm_options)
         # Every task must run, once, on the one executor: no waiting for locality, no retry
         # that could hide a task that failed.
         .config("spark.locality.wait", "0")

@@ -98,7 +98,6 @@ def scrubbed_environ(java: str) -> dict[str, str]:
     env["SPARK_HOME"] = str(spark_home())
     env["SPARK_LOCAL_IP"] = "127.0.0.1"
     env["SPARK_LOCAL_HOSTNAME"] = "localhost"
-    env["SPARK_DAEMON_JAVA_OPTS"] = JVM_OPTIONS
     return env
 
 
@@ -152,9 +151,13 @@ class SparkCluster:
         self.ui_port = free_port()
         self.url = "spark://127.0.0.1:%d" % self.port
         self.work_dir = self.workdir / "work"
-        # Spark's scratch space (fetched files, shuffle), kept out of /tmp's top level.
+        # Spark's scratch space (fetched files, archives before extraction, shuffle): in /tmp
+        # it would outlive a run that was killed.
         self.local_dir = self.workdir / "local"
         self.env["SPARK_LOCAL_DIRS"] = str(self.local_dir)
+        # The daemons' JVM options; the driver gives them to its own JVM and the executors'.
+        tmpdir = "-Djava.io.tmpdir=%s" % self.local_dir
+        self.env["SPARK_DAEMON_JAVA_OPTS"] = "%s %s" % (JVM_OPTIONS, tmpdir)
         self.daemons: list[Daemon] = []
 
     def _spark_class(self, *args: str) -> list[str]:
@@ -251,7 +254,6 @@ class SparkCluster:
         try:
             rc = driver.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            driver.stop()
             raise RuntimeError(
                 "Spark driver did not finish within %.0f s%s" % (timeout, self.logs())
             ) from None
