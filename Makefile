@@ -10,6 +10,12 @@ FUZZ_TARGETS := text_replace cstring_replace shebang
 # scripts are tested in.
 DEB_PACKAGES := gcc make dpkg-dev perl ca-certificates libsqlite3-dev zlib1g-dev libffi-dev libbz2-dev \
 	liblzma-dev libreadline-dev xz-utils bzip2 zstd pigz unzip squashfs-tools dash zsh fish tcsh csh mksh ksh wine
+# What only the test suite needs on top (the demo stays light): a Java runtime for the Spark
+# cluster that tests/test_spark.py starts, with the pip extra of the same name.
+TEST_DEB_PACKAGES := openjdk-17-jre-headless
+EXTRAS := test,bench
+test test-all: DEB_PACKAGES += $(TEST_DEB_PACKAGES)
+test test-all: EXTRAS := $(EXTRAS),spark
 
 .PHONY: demo test test-all bench lint fuzz sysdeps install clean
 
@@ -23,7 +29,7 @@ sysdeps:
 
 install: sysdeps
 	$(PIP) install -q --upgrade pip maturin
-	$(PIP) install -q -e '.[test,bench]'
+	$(PIP) install -q -e '.[$(EXTRAS)]'
 
 # Build a small real environment, pack it, unpack it at a longer path, and run it there.
 demo: install
