@@ -11,8 +11,9 @@ FUZZ_TARGETS := text_replace cstring_replace shebang
 DEB_PACKAGES := gcc make dpkg-dev perl ca-certificates libsqlite3-dev zlib1g-dev libffi-dev libbz2-dev \
 	liblzma-dev libreadline-dev xz-utils bzip2 zstd pigz unzip squashfs-tools dash zsh fish tcsh csh mksh ksh wine
 # What only the test suite needs on top (the demo stays light): a Java runtime for the Spark
-# cluster that tests/test_spark.py starts, with the pip extra of the same name.
-TEST_DEB_PACKAGES := openjdk-17-jre-headless
+# cluster that tests/test_spark.py starts, with the pip extra of the same name; strace and
+# flock (util-linux), with which the fault tests stop conda-unpack at chosen points.
+TEST_DEB_PACKAGES := openjdk-17-jre-headless strace util-linux
 EXTRAS := test,bench
 test test-all: DEB_PACKAGES += $(TEST_DEB_PACKAGES)
 test test-all: EXTRAS := $(EXTRAS),spark
@@ -62,6 +63,7 @@ bench: install
 	$(PYTHON) -m pytest benches -q --benchmark-only
 
 lint:
+	$(PIP) install -q ruff
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	ruff check python tests benches
