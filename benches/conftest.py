@@ -187,7 +187,14 @@ class Results:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.data: dict = {"meta": machine_info(), "envs": {}, "pack": {}, "unpack": {}, "scan": {}}
+        self.data: dict = {
+            "meta": machine_info(),
+            "envs": {},
+            "pack": {},
+            "unpack": {},
+            "scan": {},
+            "startup": {},
+        }
         self.data["meta"]["started"] = now()
         self.data["meta"]["loadavg_start"] = loadavg()
 

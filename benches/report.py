@@ -123,6 +123,50 @@ def unpack_table(entry: dict) -> list[str]:
     return ["### Unpack (each tool's default tar.gz)", ""] + table(header, rows)
 
 
+def startup_table(entry: dict) -> list[str]:
+    """The relocation hook: start-up where nothing moved, and the first start after moving."""
+    starts = entry["starts"]
+    med = {name: 1000 * statistics.median(runs) for name, runs in starts.items()}
+    rows = [
+        [f"`python -c pass`, {name}", f"{m:.2f} ms", str(len(starts[name]))]
+        for name, m in med.items()
+    ]
+    lines = ["### Relocation hook: start-up where nothing moved", ""]
+    lines += table(["what", "median", "runs"], rows)
+    first = entry["first_start"]
+    header = ["relocated by", "wall s", "CPU s", "peak RSS MB"]
+    rows = [
+        [
+            f"`{name}`",
+            secs(median(runs, "wall")),
+            secs(median(runs, "cpu")),
+            f"{max(r['rss_mb'] for r in runs):.0f}" if runs else "-",
+        ]
+        for name, runs in first.items()
+    ]
+    lines += ["### Relocation hook: first start after moving (default tar.gz)", ""]
+    return lines + table(header, rows)
+
+
+def startup_targets(entry: dict) -> list[tuple[str, str, bool | None]]:
+    starts = entry["starts"]
+    extra = 1000 * (statistics.median(starts["hook"]) - statistics.median(starts["no hook"]))
+    first = entry["first_start"]
+    ratio_ = speedup(first["conda-unpack"], first["python -c pass (hook)"])
+    return [
+        (
+            "hook: start-up where nothing moved < 2 ms extra (medians)",
+            f"{extra:+.2f} ms",
+            extra < 2,
+        ),
+        (
+            "hook: first start after moving no slower than conda-unpack",
+            ratio(ratio_),
+            None if ratio_ is None else ratio_ >= 1.0,
+        ),
+    ]
+
+
 def scan_table(entry: dict) -> list[str]:
     tools = entry["tools"]
     header = ["tool", "scan s", "plan s", "scan + plan s", "import s", "process wall s"]
@@ -208,6 +252,9 @@ def targets(data: dict, key: str, small: str | None) -> list[tuple[str, str, boo
         )
     )
 
+    if key in data.get("startup", {}):
+        out += startup_targets(data["startup"][key])
+
     peak = ours_peak_rss(data, key)
     out.append(
         (
@@ -280,7 +327,7 @@ def merge_reruns(data: dict, folder: Path) -> dict:
         if rerun["meta"]["started"] <= data["meta"]["started"]:
             continue  # older than the full run: a fresh `make bench` supersedes it
         replaced = []
-        for section in ("pack", "unpack", "scan"):
+        for section in ("pack", "unpack", "scan", "startup"):
             for key, value in rerun.get(section, {}).items():
                 if section == "pack":  # by format: a re-run may cover only some
                     data[section].setdefault(key, {}).update(value)
@@ -344,6 +391,8 @@ def render(data: dict) -> str:
             lines += unpack_table(data["unpack"][key])
         if key in data["scan"]:
             lines += scan_table(data["scan"][key])
+        if key in data.get("startup", {}):
+            lines += startup_table(data["startup"][key])
         if key != big:
             lines += ["### Targets, measured on this env (for reference)", ""]
             lines += targets_table(targets(data, key, None))

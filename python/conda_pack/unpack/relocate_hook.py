@@ -18,37 +18,29 @@ DEPTH = 3
 UNPACK = ("bin", "conda-unpack")
 STATE = ("conda-meta", ".conda-unpack-prefix")
 
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
-_DIR_FDS = os.open in getattr(os, "supports_dir_fd", ()) and bool(_NOFOLLOW and _DIRECTORY)
 
-
-def _read(root, parts, limit):
-    """The bytes of ``root/parts...``, opened without following a link anywhere below
-    ``root``; None if it cannot be read."""
-    flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+def _read(root, parts):
+    """The bytes of ``root/parts...``, reached without following a link below ``root``
+    (where the system allows it); None if it cannot be read."""
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
     fds = []
     try:
-        if _DIR_FDS:
-            fds.append(os.open(root, os.O_RDONLY | _DIRECTORY))
+        if nofollow and os.open in getattr(os, "supports_dir_fd", ()):
+            fds.append(os.open(root, os.O_RDONLY))
             for part in parts[:-1]:
-                fds.append(os.open(part, os.O_RDONLY | _DIRECTORY | _NOFOLLOW, dir_fd=fds[-1]))
-            fd = os.open(parts[-1], flags | _NOFOLLOW, dir_fd=fds[-1])
+                fds.append(os.open(part, os.O_RDONLY | nofollow | os.O_DIRECTORY, dir_fd=fds[-1]))
+            fds.append(os.open(parts[-1], os.O_RDONLY | nofollow, dir_fd=fds[-1]))
         else:
             path = os.path.join(root, *parts)
             if os.path.realpath(path) != os.path.join(os.path.realpath(root), *parts):
                 return None
-            fd = os.open(path, flags)
-        fds.append(fd)
+            fds.append(os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0)))
         chunks = []
-        size = 0
-        while size <= limit:
-            chunk = os.read(fd, 65536)
+        while True:
+            chunk = os.read(fds[-1], 1 << 20)
             if not chunk:
                 return b"".join(chunks)
             chunks.append(chunk)
-            size += len(chunk)
-        return None
     except OSError:
         return None
     finally:
@@ -56,43 +48,29 @@ def _read(root, parts, limit):
             os.close(fd)
 
 
-def _moved(root):
-    state = _read(root, STATE, 4096)
-    if state is None or not state.endswith(b"\n") or state.count(b"\n") != 1:
-        return True  # never relocated, or a relocation was stopped
-    held = state[:-1]
-    if held == os.fsencode(root):
-        return False
-    real = os.path.realpath(root)
-    if held == os.fsencode(real):
-        return False
-    try:
-        return not os.path.samefile(held, real)
-    except OSError:
-        return True
-
-
-def _relocate(root):
-    source = _read(root, UNPACK, 256 << 20)
-    if source is None:
-        return
-    path = os.path.join(root, *UNPACK)
-    engine = {"__name__": "_conda_pack_unpack", "__file__": path}
-    exec(compile(source, path, "exec"), engine)
-    engine["auto_relocate"](root)
-
-
 def _run():
     root = os.path.abspath(__file__)
     for _ in range(DEPTH + 1):
         root = os.path.dirname(root)
-    try:
-        if _moved(root):
-            _relocate(root)
-    except Exception as e:  # never in the way of the program that is starting
-        import sys
+    held = _read(root, STATE)
+    if held is not None and held.endswith(b"\n") and held.count(b"\n") == 1:
+        if held[:-1] == os.fsencode(root):
+            return  # the files name this directory: nothing moved
+        try:
+            if os.path.samefile(held[:-1], root):
+                return  # another name of this directory
+        except OSError:
+            pass  # a place the environment was at before
+    source = _read(root, UNPACK)
+    if source is not None:
+        engine = {"__name__": "_conda_pack_unpack"}
+        exec(compile(source, os.path.join(root, *UNPACK), "exec"), engine)
+        engine["auto_relocate"](root)
 
-        sys.stderr.write("conda-unpack: automatic relocation of %s failed: %r\n" % (root, e))
 
+try:
+    _run()
+except Exception as e:  # never in the way of the program that is starting
+    import sys
 
-_run()
+    sys.stderr.write("conda-unpack: automatic relocation failed: %r\n" % (e,))
