@@ -4,62 +4,71 @@ PIP := $(PYTHON) -m pip
 DEMO := demo
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := text_replace cstring_replace shebang
-# Debian packages: a C toolchain and CPython's and OpenSSL's build dependencies (the test bed
-# builds a real interpreter and the OpenSSL it links once per machine; the CA bundle goes into
-# the env's ssl/), the archive tools the tests extract with, and the shells the activation
-# scripts are tested in.
-DEB_PACKAGES := gcc make dpkg-dev perl ca-certificates libsqlite3-dev zlib1g-dev libffi-dev libbz2-dev \
-	liblzma-dev libreadline-dev xz-utils bzip2 zstd pigz unzip squashfs-tools dash zsh fish tcsh csh mksh ksh wine
-# What only the test suite needs on top (the demo stays light): a Java runtime for the Spark
-# cluster that tests/test_spark.py starts, with the pip extra of the same name; strace and
-# flock (util-linux), with which the fault tests stop conda-unpack at chosen points.
-TEST_DEB_PACKAGES := openjdk-17-jre-headless strace util-linux
-EXTRAS := test,bench
-test test-all: DEB_PACKAGES += $(TEST_DEB_PACKAGES)
-test test-all: EXTRAS := $(EXTRAS),spark
+# Debian packages the demo needs: a C toolchain and what CPython and OpenSSL build with (the
+# test bed builds a real interpreter and the OpenSSL it links once per machine; the CA
+# bundle goes into the env's ssl/).
+DEMO_DEB_PACKAGES := gcc make dpkg-dev perl ca-certificates libsqlite3-dev zlib1g-dev \
+	libffi-dev libbz2-dev liblzma-dev libreadline-dev xz-utils
+# What the test suite needs on top: the archive tools the tests extract with, the shells the
+# activation scripts are tested in, wine for the Windows launchers, a Java runtime for the
+# Spark cluster of tests/test_spark.py, strace and flock (util-linux) with which the fault
+# tests stop conda-unpack at chosen points.
+TEST_DEB_PACKAGES := bzip2 zstd pigz unzip squashfs-tools dash zsh fish tcsh csh mksh ksh wine \
+	openjdk-17-jre-headless strace util-linux
 
-.PHONY: demo test test-all bench lint fuzz sysdeps install clean
+.PHONY: demo test test-all bench lint fuzz install install-test wheel clean
 
-sysdeps:
-	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+# Installs the Debian packages among $(1) that are missing.
+define apt_install
+	@missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "Installing Debian packages:" $$missing; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
+endef
 
-install: sysdeps
+# What the demo needs (the package, built, and the test bed); install-test adds the rest.
+install:
+	$(call apt_install,$(DEMO_DEB_PACKAGES))
 	$(PIP) install -q --upgrade pip maturin
-	$(PIP) install -q -e '.[$(EXTRAS)]'
+	$(PIP) install -q -e '.[testbed]'
 
-# Build a small real environment, pack it, unpack it at a longer path, and run it there.
+install-test:
+	$(call apt_install,$(DEMO_DEB_PACKAGES) $(TEST_DEB_PACKAGES))
+	$(PIP) install -q --upgrade pip maturin
+	$(PIP) install -q -e '.[test,bench,spark]'
+
+# Build a small real environment, pack it, extract it at a longer path and run it there: its
+# Python relocates it on first start (conda-unpack by hand works as well).
+DEEP := $(DEMO)/somewhere/much/deeper/than/before/env
 demo: install
 	rm -rf $(DEMO) && mkdir -p $(DEMO)
 	$(PYTHON) -m tests.envfactory demo-env $(DEMO)/env
 	conda-pack -p $(DEMO)/env -o $(DEMO)/env.tar.gz
-	mkdir -p $(DEMO)/somewhere/much/deeper/than/before/env
-	tar -xzf $(DEMO)/env.tar.gz -C $(DEMO)/somewhere/much/deeper/than/before/env
-	$(DEMO)/somewhere/much/deeper/than/before/env/bin/conda-unpack -v
-	$(DEMO)/somewhere/much/deeper/than/before/env/bin/cprog
-	$(DEMO)/somewhere/much/deeper/than/before/env/bin/python -c \
+	mkdir -p $(DEEP)
+	tar -xzf $(DEMO)/env.tar.gz -C $(DEEP)
+	CONDA_UNPACK_VERBOSE=1 $(DEEP)/bin/python -c \
 		"import sys, ssl, sqlite3; print('python', sys.version.split()[0], 'at', sys.prefix); \
 		print('CA certificates from', ssl.get_default_verify_paths().cafile)"
-	$(DEMO)/somewhere/much/deeper/than/before/env/bin/pip --version
-	@echo "demo OK: packed $(DEMO)/env, relocated to $(DEMO)/somewhere/much/deeper/than/before/env"
+	$(DEEP)/bin/cprog
+	$(DEEP)/bin/pip --version
+	$(DEEP)/bin/conda-unpack -v
+	@echo "demo OK: packed $(DEMO)/env, relocated to $(DEEP)"
 
-test: install
+test: install-test
 	cargo test --quiet
 	$(PYTHON) -m pytest -q -m "not slow"
 
 # Everything, including benchmark-scale environments.
-test-all: install
+test-all: install-test
 	cargo test --quiet
 	$(PYTHON) -m pytest -q
 
 # Benchmarks against conda-pack 0.9.2 and tar | pigz/zstd on 1 GB and 3 GB envs (about an hour
 # on 2 cores): writes benches/results.json and benches/RESULTS.md. Quick run, 1 GB env only:
 # `BENCH_SIZES=1 make bench`; other settings are listed in benches/conftest.py.
-bench: install
+bench: install-test
 	$(PYTHON) -m pytest benches -q --benchmark-only
 
 lint:

@@ -254,3 +254,16 @@ def test_packing_encodes_the_records_in_order_as_they_come(
     ours = records(extract(out, tmp_path / "api", "tar"))
     assert ours == records(extract(archive, tmp_path / "cli", "tar.gz"))
     assert len(ours["prefix"]) > 10 and len(ours["placeholders"]) >= 2
+
+
+def test_generated_programs_parse_as_python_3_6(archive, tmp_path):
+    """conda-unpack runs on whatever python3 the target has, and the hook on the
+    environment's own Python: both must be Python 3.6 code."""
+    import ast
+
+    root = extract(archive, tmp_path / "env", "tar.gz")
+    hook = root / "lib" / "python3.11" / "site-packages" / "_conda_pack_relocate.py"
+    for program in (root / "bin" / "conda-unpack", hook):
+        ast.parse(program.read_bytes(), str(program), feature_version=(3, 6))
+    with pytest.raises(SyntaxError):  # the check itself can fail
+        ast.parse("if (x := 1): pass", feature_version=(3, 6))
