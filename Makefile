@@ -60,6 +60,15 @@ test: install-test
 	cargo test --quiet
 	$(PYTHON) -m pytest -q -m "not slow"
 
+# The wheel to hand out: manylinux2014, abi3 (any CPython 3.9+), built with zig as the
+# linker so that it runs on old glibc; then checked (tests/test_wheel.py: auditwheel, and a
+# pack from a fresh venv holding only the wheel). A few minutes: not part of `make test`.
+wheel: install-test
+	$(PIP) install -q ziglang auditwheel
+	rm -rf dist
+	maturin build --release --zig --compatibility manylinux2014 -o dist
+	$(PYTHON) -m pytest -q tests/test_wheel.py
+
 # Everything, including benchmark-scale environments.
 test-all: install-test
 	cargo test --quiet
