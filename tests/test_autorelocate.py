@@ -244,9 +244,15 @@ def test_the_hook_leaves_nothing_a_repack_would_take_in(case, tmp_path):
         conda_pack("-p", root, "-o", out, "-q", "--ignore-missing-files")
         return out.read_bytes()
 
-    by_hand = repack(lambda root: run([root / "bin" / "conda-unpack"]), "by-hand.tar")
-    # Python caches the hook's bytecode where it may (packing leaves that out too).
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    # (Python's own bytecode caches, written with the time they were written, are kept out
+    # of this comparison; the next test shows the hook's cache is left out of archives.)
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+
+    def hand(root: Path) -> None:
+        run([root / "bin" / "conda-unpack"])
+        assert_relocated(probe(root, env=env), root)
+
+    by_hand = repack(hand, "by-hand.tar")
     by_hook = repack(lambda root: assert_relocated(probe(root, env=env), root), "by-hook.tar")
     if by_hand != by_hook:
         with (
@@ -257,6 +263,21 @@ def test_the_hook_leaves_nothing_a_repack_would_take_in(case, tmp_path):
             mb = {m.name: (m.size, m.mtime, m.mode) for m in b.getmembers()}
             diff = sorted(k for k in ma.keys() | mb.keys() if ma.get(k) != mb.get(k))
         raise AssertionError("archives differ: %s" % diff[:20])
+
+
+def test_the_hooks_bytecode_cache_stays_out_of_archives(case, tmp_path):
+    root = case.fresh()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    assert_relocated(probe(root, env=env), root)
+    cached = list((root / SITE / "__pycache__").glob("_conda_pack_relocate.*.pyc"))
+    assert cached, "Python did not cache the hook's bytecode"
+    out = tmp_path / "again.tar"
+    conda_pack("-p", root, "-o", out, "-q", "--ignore-missing-files")
+    with tarfile.open(out) as t:
+        names = set(t.getnames())
+    assert HOOK <= names
+    assert not [n for n in names if "__pycache__/_conda_pack_relocate" in n]
+    assert not [n for n in names if n.startswith("conda-meta/.conda-unpack")]
 
 
 def test_no_auto_relocate_leaves_the_hook_out(full_env, nopython_env, tmp_path):
