@@ -71,7 +71,7 @@ class ProgressBar:
             frac = min(files / self.total_files, 1.0)
         left = (elapsed / frac - elapsed) if 0.01 < frac < 1 else None
         # Fields of fixed width: the bar keeps its length from one update to the next.
-        figures = " %3d%% | %10s/s | %6s elapsed | ETA %6s" % (
+        figures = " %3d%% | %9s/s | %5s, ETA %5s" % (
             int(frac * 100),
             format_bytes(nbytes / elapsed),
             format_time(elapsed),
