@@ -291,7 +291,7 @@ def test_the_console_script_still_asks_conda_info(conda, nopython_env, capsys, n
         assert exc.value.code == 1
         err = capsys.readouterr().err
         assert err.startswith("CondaPackError: Failed to determine path to ")
-        assert "conda not being on your PATH" in err
+        assert "Is conda on your PATH?" in err
     assert conda.listed == 0
 
 

@@ -28,7 +28,7 @@ class MultiAppendAction(argparse.Action):
 
 
 PROG = "conda-pack"
-DESCRIPTION = "Pack a conda environment into an archive that can be unpacked anywhere."
+DESCRIPTION = "Pack a conda environment into one archive, to unpack and use anywhere."
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:

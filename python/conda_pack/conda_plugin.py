@@ -18,7 +18,7 @@ from conda.plugins import hookimpl
 from conda.plugins.types import CondaSubcommand
 
 # cli.DESCRIPTION, repeated: importing the CLI here would cost every conda command.
-SUMMARY = "Pack a conda environment into an archive that can be unpacked anywhere."
+SUMMARY = "Pack a conda environment into one archive, to unpack and use anywhere."
 PROG = "conda pack"
 
 

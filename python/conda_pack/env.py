@@ -430,7 +430,7 @@ class CondaEnv:
         zip_64=True,
         auto_relocate=True,
     ) -> str:
-        """Package the environment into an archive; returns the archive's path.
+        """Write an archive of this environment; return the archive's path.
 
         Parameters are those of :func:`conda_pack.pack`, less the ones choosing the env.
         """

@@ -20,7 +20,10 @@ from contextlib import contextmanager
 
 from .errors import CondaPackException
 
-_HINT = "This may be due to conda not being on your PATH (set CONDA_EXE, or pass --prefix instead)."
+_HINT = (
+    "Is conda on your PATH? If not, set CONDA_EXE to the conda executable, or pass --prefix "
+    "instead."
+)
 
 # Set while ``conda pack`` runs: conda's context is then the source of truth.
 _in_conda = False
@@ -63,8 +66,8 @@ def _conda_info(what: str) -> dict:
         if isinstance(detail, bytes):
             detail = detail.decode(errors="replace")
         raise CondaPackException(
-            "Failed to determine path to %s. %s The full error is below:\n\n%s"
-            % (what, _HINT, detail.strip())
+            "Failed to determine path to %s: `conda info --json` did not answer. %s It "
+            "said:\n\n%s" % (what, _HINT, detail.strip())
         ) from exc
     if not isinstance(info, dict):
         raise CondaPackException(

@@ -74,7 +74,7 @@ def pack(
     ignore_missing_files=False,
     auto_relocate=True,
 ):
-    """Pack a conda environment into an archive; return the archive's path.
+    """Write an archive of a conda environment; return the archive's path.
 
     Give the environment by ``name`` or by ``prefix`` (not both); with neither, the
     activated environment is packed. The other arguments are the ``conda-pack`` command's
