@@ -216,7 +216,7 @@ def test_name_from_the_first_envs_dir_holding_it(
     conda.known = [str(second)]
     assert packed_prefix(subcommand, capsys, tmp_path / "a.tar", "-n", "dup") == str(first)
     assert conda.listed == 0
-    conda.context.envs_dirs = (str(second.parent), str(first.parent))
+    conda.context.envs_dirs = (second.parent, first.parent)  # conda allows os.PathLike
     assert packed_prefix(subcommand, capsys, tmp_path / "b.tar", "-n", "dup") == str(second)
     assert subcommand.action(("-n", "only-a-dir", "-o", str(tmp_path / "c.tar"))) == 1
     assert (
@@ -240,7 +240,7 @@ def test_name_of_a_known_environment_elsewhere(
 def test_base_is_conda_root_prefix(
     name, subcommand, conda, nopython_env, tmp_path, capsys, no_conda_on_path
 ):
-    conda.context.root_prefix = str(nopython_env)
+    conda.context.root_prefix = nopython_env  # a Path: conda allows os.PathLike
     conda.known = ["/nonexistent/elsewhere/" + name]
     assert packed_prefix(subcommand, capsys, tmp_path / "a.tar", "-n", name) == str(nopython_env)
 

@@ -134,12 +134,13 @@ class _RunningConda:
             value = getattr(context, attribute)
         except Exception as exc:  # conda's own errors (bad config, a changed API)
             raise self._failed("context." + attribute, exc) from exc
-        if not isinstance(value, str) or not value:
+        path = _path(value)
+        if path is None:
             raise CondaPackException(
                 "Failed to determine path to %s: conda's context.%s is %r; pass --prefix "
                 "instead." % (self.what, attribute, value)
             )
-        return value
+        return path
 
     def root_prefix(self) -> str:
         return self._context_path("root_prefix")
@@ -154,7 +155,7 @@ class _RunningConda:
             dirs = list(context.envs_dirs)
         except Exception as exc:
             raise self._failed("context.envs_dirs", exc) from exc
-        return [d for d in dirs if isinstance(d, str) and d]
+        return [p for p in map(_path, dirs) if p is not None]
 
     def envs(self) -> list[str]:
         # Reads every environments.txt it may (all users' when run as root): asked only
@@ -165,7 +166,16 @@ class _RunningConda:
             envs = list(list_all_known_prefixes())
         except Exception as exc:
             raise self._failed("list_all_known_prefixes()", exc) from exc
-        return [e for e in envs if isinstance(e, str) and e]
+        return [p for p in map(_path, envs) if p is not None]
+
+
+def _path(value: object) -> str | None:
+    """``value`` as a path string (conda's type hints allow ``os.PathLike``), or None."""
+    if isinstance(value, (str, os.PathLike)):
+        path = os.fspath(value)
+        if isinstance(path, str) and path:
+            return path
+    return None
 
 
 def _resolve(name: str | None, conda: _InfoJson | _RunningConda) -> str:
