@@ -49,7 +49,7 @@ exit 127
 
 class PrefixRecord(NamedTuple):
     """A file conda-unpack must rewrite: it holds ``placeholder`` in ``mode``; for a
-    binary file, ``offsets`` are where its C strings holding it start."""
+    binary file, ``offsets`` are where it starts in each C string holding it."""
 
     path: str
     placeholder: str

@@ -421,10 +421,12 @@ def replace_cstrings_any(data, olds, new):
 
 
 def _cstring_patches(read, offsets, olds, new):
-    """The writes that relocate the C strings starting at ``offsets``: ``(offset, old
-    bytes, new bytes)`` each, for the strings not yet holding ``new``. Every string is read
-    and checked first; None means one no longer starts with an expected prefix (the file
-    changed since packing), and the caller must look at the whole file instead.
+    """The writes that relocate the C strings in which a prefix starts at each of
+    ``offsets`` (bytes before it in the same string, such as ``-L``, never move):
+    ``(offset, old bytes, new bytes)`` each, for the strings not yet holding ``new``.
+    Every string is read and checked first; None means one no longer starts with an
+    expected prefix (the file changed since packing), and the caller must look at the whole
+    file instead.
     ``read(size, offset)`` reads the file."""
     olds = _olds(olds, new)
     expected = sorted(set(olds + [new]), key=len, reverse=True)
@@ -1077,11 +1079,11 @@ def _check_writable(tree, jobs, mapped):
 
 
 class Job:
-    __slots__ = ("path", "placeholder", "mode", "room", "shebang", "offsets")
+    __slots__ = ("path", "placeholders", "mode", "room", "shebang", "offsets")
 
-    def __init__(self, path, placeholder, mode, room, shebang, offsets=()):
+    def __init__(self, path, placeholders, mode, room, shebang, offsets=()):
         self.path = path
-        self.placeholder = placeholder
+        self.placeholders = placeholders
         self.mode = mode
         self.room = room
         self.shebang = shebang
@@ -1089,13 +1091,20 @@ class Job:
 
 
 def _jobs():
-    """One job per file: its prefix record and/or its shebang record."""
+    """One job per file: its prefix records (a file may hold several placeholders) and/or
+    its shebang record."""
     jobs = {}
     placeholders = [os.fsencode(p) for p in _DATA["placeholders"]]
     for row in _DATA["prefix"]:
         path, ph, mode = row[0], placeholders[row[1]], row[2]
-        offsets = row[3] if len(row) > 3 else ()
-        jobs[path] = Job(path, ph, mode, len(ph), None, offsets)
+        offsets = tuple(row[3]) if len(row) > 3 else ()
+        job = jobs.get(path)
+        if job is None:
+            jobs[path] = Job(path, (ph,), mode, len(ph), None, offsets)
+        else:
+            job.placeholders += (ph,)
+            job.room = min(job.room, len(ph))
+            job.offsets = tuple(sorted(set(job.offsets + offsets)))
     for path, exe, options in _DATA["shebang"]:
         job = jobs.get(path)
         sb = (os.fsencode(exe), os.fsencode(options))
@@ -1130,7 +1139,7 @@ def _mapped_files():
 
 class _Relocation:
     """Rewrites files for ``target``; each may hold any of ``holds`` (``PACKED`` standing
-    for its record's placeholder)."""
+    for its records' placeholders)."""
 
     def __init__(self, tree, holds, target, mapped, worker=0):
         self.tree = tree
@@ -1141,17 +1150,17 @@ class _Relocation:
         self.journal = _Journal(tree, worker)
         self._olds = {}
 
-    def olds(self, placeholder):
-        olds = self._olds.get(placeholder)
+    def olds(self, placeholders):
+        olds = self._olds.get(placeholders)
         if olds is None:
-            olds = ([placeholder] if self.packed else []) + self.holds
-            olds = self._olds[placeholder] = sorted(set(olds), key=len, reverse=True)
+            olds = (list(placeholders) if self.packed else []) + self.holds
+            olds = self._olds[placeholders] = sorted(set(olds), key=len, reverse=True)
         return olds
 
     def relocated(self, data, job):
         new = data
         if job.mode is not None:
-            olds = self.olds(job.placeholder)
+            olds = self.olds(job.placeholders)
             if ON_WINDOWS:
                 if len(olds) > 1:
                     olds = olds + [self.target]
@@ -1234,7 +1243,7 @@ class _Relocation:
             patches = _cstring_patches(
                 lambda n, off: _pread(fd, n, off),
                 job.offsets,
-                self.olds(job.placeholder),
+                self.olds(job.placeholders),
                 self.target,
             )
             if patches is None:
@@ -1311,8 +1320,7 @@ def _os_message(e, path=None):
     text = "%s: %s" % (where, e.strerror or e) if where else str(e.strerror or e)
     if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS):
         text += (
-            ". Every file is whole (old or new): fix that, then run conda-unpack again to "
-            "finish"
+            ". Every file is whole (old or new): fix that, then run conda-unpack again to finish"
         )
     return text
 
