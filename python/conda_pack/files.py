@@ -20,8 +20,8 @@ class File:
     source : str
         The absolute path to read it from.
     target : str
-        Its path in the archive, relative to the environment's root, e.g.
-        ``lib/python3.11/os.py``.
+        Its path relative to the environment's root, e.g. ``lib/python3.11/os.py``: its
+        place in the archive (under ``arcroot``, if one is given).
     is_conda : bool, optional
         True if a conda package installed it; False for anything else (pip, the user).
     file_mode : {None, 'text', 'binary', 'unknown'}, optional
