@@ -9,8 +9,10 @@ output directory.
 from __future__ import annotations
 
 import datetime
+import importlib.metadata
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -869,15 +871,30 @@ def test_not_quiet_reports_progress(nopython_env, outdir):
     assert "Packing environment at %r to %r" % (str(nopython_env), str(out)) in proc.stdout
 
 
-def _on_a_terminal(*args, tmp: Path) -> tuple[int, bytes]:
-    """Run conda-pack with stdout on a pseudo-terminal; (exit code, terminal output)."""
+def _stderr_on_a_terminal(
+    *args, tmp: Path, columns: int = 80, env_columns: str | None = None
+) -> tuple[int, bytes, str]:
+    """Run conda-pack with stderr on a pseudo-terminal ``columns`` wide (and $COLUMNS set
+    to ``env_columns``, else unset) and stdout to a file; (exit code, what the terminal
+    got, stdout)."""
+    import fcntl
     import pty
+    import struct
+    import termios
 
     master, slave = pty.openpty()
-    with open(tmp / "stderr", "w+b") as err:
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    env = dict(os.environ)
+    env.pop("COLUMNS", None)  # whatever width the test run itself was started with
+    if env_columns is not None:
+        env["COLUMNS"] = env_columns
+    with open(tmp / "stdout", "w+") as out:
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "conda_pack", *map(str, args)], stdout=slave, stderr=err
+                [sys.executable, "-m", "conda_pack", *map(str, args)],
+                stdout=out,
+                stderr=slave,
+                env=env,
             )
         finally:
             os.close(slave)
@@ -890,18 +907,109 @@ def _on_a_terminal(*args, tmp: Path) -> tuple[int, bytes]:
         finally:
             os.close(master)
         code = proc.wait(timeout=120)
+        out.seek(0)
+        return code, shown, out.read()
+
+
+def _frames(shown: bytes) -> list[str]:
+    """The bar's successive states: what each carriage return starts (the terminal turns
+    the final newline into CR LF)."""
+    text = shown.decode().replace("\r\n", "\n")
+    assert text.endswith("\n") and text.count("\n") == 1, text
+    return [f for f in text[:-1].split("\r") if f]
+
+
+@pytest.mark.parametrize("columns", [60, 132])
+def test_progress_bar_on_stderr_as_wide_as_the_terminal(columns, nopython_env, tmp_path, outdir):
+    out = outdir / "a.tar"
+    code, shown, stdout = _stderr_on_a_terminal(
+        "-p", nopython_env, "-o", out, tmp=tmp_path, columns=columns
+    )
+    assert code == 0
+    frames = _frames(shown)
+    # One cell short of the width, so that no terminal wraps.
+    assert {len(f) for f in frames} == {columns - 1}, frames
+    last = frames[-1]
+    assert re.fullmatch(r"\[#+\] 100% \| +[0-9.]+ [kMG]?B/s \| +[0-9.]+s, ETA +-", last), last
+    # stdout has the messages, as without a terminal, and nothing of the bar.
+    assert stdout == "Collecting packages...\nPacking environment at %r to %r\n" % (
+        str(nopython_env),
+        str(out),
+    )
+
+
+def test_progress_bar_follows_columns(nopython_env, tmp_path, outdir):
+    """$COLUMNS wins over the terminal's size, as for every program using Python's
+    shutil.get_terminal_size; a terminal too narrow for a bar gets the figures alone."""
+    code, shown, _ = _stderr_on_a_terminal(
+        "-p", nopython_env, "-o", outdir / "a.tar", tmp=tmp_path, columns=132, env_columns="70"
+    )
+    assert code == 0
+    frames = _frames(shown)
+    assert {len(f) for f in frames} == {69}
+    assert frames[-1].startswith("[#")
+    code, shown, _ = _stderr_on_a_terminal(
+        "-p", nopython_env, "-o", outdir / "b.tar", tmp=tmp_path, columns=132, env_columns="30"
+    )
+    assert code == 0
+    frames = _frames(shown)
+    assert {len(f) for f in frames} == {29}
+    assert frames[-1].startswith("100% | ")
+
+
+def test_progress_line_fits_any_width(monkeypatch):
+    import io
+
+    from conda_pack.progress import ProgressBar, terminal_columns
+
+    bar = ProgressBar(10, 1000, stream=io.StringIO())
+    for columns in range(1, 201):
+        for done in (0, 1, 500, 1000):
+            assert len(bar.line(3, done, columns)) == max(columns - 1, 1), (columns, done)
+    monkeypatch.delenv("COLUMNS", raising=False)
+    assert terminal_columns(io.StringIO()) == 80  # not a terminal: the usual default
+    closed = io.StringIO()
+    closed.close()
+    assert not ProgressBar.wanted(True, closed)
+    assert not ProgressBar.wanted(True, io.StringIO())
+
+
+def test_quiet_on_a_terminal_shows_nothing(nopython_env, tmp_path, outdir):
+    code, shown, stdout = _stderr_on_a_terminal(
+        "-p", nopython_env, "-o", outdir / "a.tar", "-q", tmp=tmp_path
+    )
+    assert (code, shown, stdout) == (0, b"", "")
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal(nopython_env, tmp_path, outdir):
+    """stdout on a terminal, stderr not: the messages only."""
+    import pty
+
+    master, slave = pty.openpty()
+    with open(tmp_path / "stderr", "w+b") as err:
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "conda_pack", "-p", nopython_env, "-o", outdir / "a.tar"],
+                stdout=slave,
+                stderr=err,
+            )
+        finally:
+            os.close(slave)
+        shown = b""
+        try:
+            while chunk := os.read(master, 65536):
+                shown += chunk
+        except OSError:
+            pass
+        finally:
+            os.close(master)
+        assert proc.wait(timeout=120) == 0
         err.seek(0)
         assert err.read() == b""
-    return code, shown
-
-
-def test_progress_bar_on_a_terminal_and_quiet(nopython_env, tmp_path, outdir):
-    code, shown = _on_a_terminal("-p", nopython_env, "-o", outdir / "a.tar", tmp=tmp_path)
-    assert code == 0
-    assert b"Collecting packages..." in shown and b"100%" in shown
-    code, shown = _on_a_terminal("-p", nopython_env, "-o", outdir / "b.tar", "-q", tmp=tmp_path)
-    assert code == 0
-    assert shown == b""
+    assert shown.decode() == "Collecting packages...\r\nPacking environment at %r to %r\r\n" % (
+        str(nopython_env),
+        str(outdir / "a.tar"),
+    )
 
 
 def test_parcel_options_ignored_for_other_formats(nopython_env, outdir):
@@ -961,6 +1069,123 @@ def test_ctrl_c_while_the_packer_loads(nopython_env, outdir, monkeypatch, capsys
     assert exc.value.code == 1
     assert capsys.readouterr().err == "Interrupted\n"
     assert listing(outdir) == []
+
+
+# -- installed side by side with conda-pack 0.9.2 --------------------------------------------
+PACKAGE_DIR = Path(conda_pack.__file__).resolve().parent
+REINSTALL = "pip uninstall conda-pack conda-pack-rs && pip install conda-pack-rs"
+
+
+def site_with(tmp: Path, metadata: dict[str, tuple[str, str]], installer: str = "pip") -> Path:
+    """A site directory holding this conda_pack package (a link to it) beside metadata
+    directories (``{directory: (project, version)}``), as pip leaves them when two
+    distributions install the same package."""
+    site = tmp / "site-packages"
+    site.mkdir()
+    (site / "conda_pack").symlink_to(PACKAGE_DIR, target_is_directory=True)
+    for directory, (project, version) in metadata.items():
+        d = site / directory
+        d.mkdir()
+        (d / "METADATA").write_text(
+            "Metadata-Version: 2.1\nName: %s\nVersion: %s\n" % (project, version)
+        )
+        (d / "INSTALLER").write_text(installer + "\n")
+    return site
+
+
+def from_site(site: Path) -> dict:
+    return dict(os.environ, PYTHONPATH=str(site))
+
+
+@pytest.mark.parametrize(
+    "metadata, installer, fix",
+    [
+        ("conda_pack-0.9.2.dist-info", "pip", REINSTALL),
+        ("conda-pack-0.9.2.dist-info", "pip", REINSTALL),
+        ("conda_pack-0.9.2-py3.11.egg-info", "pip", REINSTALL),
+        (
+            "conda_pack-0.9.2.dist-info",
+            "conda",
+            "conda remove conda-pack && pip install --force-reinstall conda-pack-rs",
+        ),
+    ],
+)
+def test_installed_over_conda_pack_0_9_2(metadata, installer, fix, nopython_env, tmp_path, outdir):
+    site = site_with(tmp_path, {metadata: ("conda-pack", "0.9.2")}, installer=installer)
+    proc = cp("-p", nopython_env, "-o", outdir / "env.tar", "-q", env=from_site(site))
+    message = assert_user_error(proc, outdir=outdir)
+    assert message == (
+        "conda-pack 0.9.2 and conda-pack-rs %s are both installed in %s, and their "
+        "conda_pack modules overwrite each other; keep only conda-pack-rs: %s"
+        % (importlib.metadata.version("conda-pack-rs"), site, fix)
+    )
+    # Only packing checks: --help and --version stay as fast as they were.
+    assert ok("--version", env=from_site(site)).stdout.startswith("conda-pack ")
+    assert ok("--help", env=from_site(site)).stdout.startswith("usage: conda-pack ")
+
+
+def test_other_distributions_beside_us_are_fine(nopython_env, tmp_path, outdir):
+    site = site_with(
+        tmp_path,
+        {
+            "conda_pack_rs-0.10.0.dist-info": ("conda-pack-rs", "0.10.0"),
+            "conda_package_handling-2.6.0.dist-info": ("conda-package-handling", "2.6.0"),
+        },
+    )
+    ok("-p", nopython_env, "-o", outdir / "env.tar", "-q", env=from_site(site))
+    assert "bin/cprog" in names(outdir / "env.tar")
+
+
+def test_the_plugin_reports_conda_pack_0_9_2_before_running_its_cli(tmp_path):
+    """With 0.9.2 installed over us, ``conda_pack.cli`` is 0.9.2's: ``conda pack`` (our
+    plugin module, which 0.9.2 lacks) must say so instead of running it."""
+    site = tmp_path / "site-packages"
+    package = site / "conda_pack"
+    package.mkdir(parents=True)
+    for entry in PACKAGE_DIR.iterdir():
+        if entry.name not in ("cli.py", "__pycache__"):
+            (package / entry.name).symlink_to(entry)
+    (package / "cli.py").write_text("def main(*args, **kwargs):\n    print('their CLI ran')\n")
+    (site / "conda_pack-0.9.2.dist-info").mkdir()
+    (site / "conda_pack-0.9.2.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: conda-pack\nVersion: 0.9.2\n"
+    )
+    code = (
+        "import sys, types\n"
+        "for name in ('conda', 'conda.plugins', 'conda.plugins.types'):\n"
+        "    sys.modules[name] = types.ModuleType(name)\n"
+        "sys.modules['conda.plugins'].hookimpl = lambda f: f\n"
+        "sys.modules['conda.plugins.types'].CondaSubcommand = dict\n"
+        "from conda_pack.conda_plugin import run_conda_pack\n"
+        "sys.exit(run_conda_pack(('--help',)))\n"
+    )
+    proc = run([sys.executable, "-c", code], check=False, env=from_site(site))
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert proc.stderr.startswith("CondaPackError: conda-pack 0.9.2 and conda-pack-rs ")
+    assert proc.stderr.endswith(": %s\n" % REINSTALL) and proc.stderr.count("\n") == 1
+
+
+def test_import_and_help_do_not_pay_for_the_check():
+    """``import conda_pack.cli``, --help and --version load neither importlib.metadata nor
+    the packer: the installation check runs only when packing."""
+    code = (
+        "import sys\n"
+        "from conda_pack.cli import main\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('conda_pack'))\n"
+        "for args in (['--version'], ['--help']):\n"
+        "    try:\n"
+        "        main(args)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "late = sorted(m for m in sys.modules if m.startswith('conda_pack'))\n"
+        "print(loaded == late, loaded, 'importlib.metadata' in sys.modules, file=sys.stderr)\n"
+    )
+    proc = run([sys.executable, "-c", code])
+    expected = sorted(
+        "conda_pack" + m for m in ("", ".cli", "._version", ".errors", ".formats", ".warn")
+    )
+    assert proc.stderr == "True %s False\n" % expected
 
 
 # -- user mistakes and other installers -------------------------------------------------------

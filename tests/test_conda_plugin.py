@@ -8,11 +8,14 @@ hook is tested in two ways:
 * always: against a stand-in ``conda.plugins`` (a real pluggy ``HookimplMarker("conda")``
   and a ``CondaSubcommand`` with conda's keyword signature: name, summary, action,
   optional configure_parser) registered with a pluggy manager the way conda's
-  ``get_subcommands`` does, then run as conda runs it;
+  ``get_subcommands`` does, then run as conda runs it, with a stand-in for the parts of
+  conda's context that name resolution reads (``conda.base.context.context``,
+  ``conda.core.envs_manager.list_all_known_prefixes``);
 * when a real conda is at hand (this interpreter has ``conda.plugins``, or
   ``CONDA_PACK_TEST_CONDA_PYTHON`` names a Python that does): through ``python -m conda``
-  itself, which finds the plugin by its entry point. Checked by hand with conda 26.7.1
-  installed from its source repository into a throwaway venv.
+  itself, which finds the plugin by its entry point, also with nothing on ``PATH``.
+  Checked by hand with conda 26.7.1 installed from its source repository into a
+  throwaway venv.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import importlib
 import importlib.metadata
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import types
@@ -31,6 +36,7 @@ import pluggy
 import pytest
 from conda_pack import cli
 
+from tests.conftest import NO_PYTHON
 from tests.helpers import conda_pack as conda_pack_script
 
 REPO = Path(__file__).resolve().parent.parent
@@ -55,26 +61,57 @@ class _Specs:
         """conda.plugins.hookspec.CondaSpecs.conda_subcommands."""
 
 
-def _stub_conda(monkeypatch) -> None:
-    conda = types.ModuleType("conda")
-    plugins = types.ModuleType("conda.plugins")
-    plugin_types = types.ModuleType("conda.plugins.types")
-    plugins.hookimpl = pluggy.HookimplMarker("conda")
-    plugin_types.CondaSubcommand = CondaSubcommand
-    plugins.types = plugin_types
-    conda.plugins = plugins
-    for name, module in [
-        ("conda", conda),
-        ("conda.plugins", plugins),
-        ("conda.plugins.types", plugin_types),
-    ]:
+class StandInConda:
+    """What the plugin may read of the conda running it: ``context``'s envs_dirs,
+    root_prefix and default_prefix, and ``list_all_known_prefixes()``, with a count of
+    the calls to the latter (it reads every user's environments.txt when run as root)."""
+
+    def __init__(self) -> None:
+        self.context = types.SimpleNamespace(
+            envs_dirs=(), root_prefix="/nonexistent/root", default_prefix="/nonexistent/root"
+        )
+        self.known: list[str] = []
+        self.listed = 0
+
+    def list_all_known_prefixes(self) -> list[str]:
+        self.listed += 1
+        return list(self.known)
+
+
+def _stub_conda(monkeypatch) -> StandInConda:
+    stand_in = StandInConda()
+    modules = {
+        name: types.ModuleType(name)
+        for name in (
+            "conda",
+            "conda.plugins",
+            "conda.plugins.types",
+            "conda.base",
+            "conda.base.context",
+            "conda.core",
+            "conda.core.envs_manager",
+        )
+    }
+    modules["conda.plugins"].hookimpl = pluggy.HookimplMarker("conda")
+    modules["conda.plugins.types"].CondaSubcommand = CondaSubcommand
+    modules["conda.base.context"].context = stand_in.context
+    modules["conda.core.envs_manager"].list_all_known_prefixes = stand_in.list_all_known_prefixes
+    for name, module in modules.items():
+        parent, _, child = name.rpartition(".")
+        if parent:
+            setattr(modules[parent], child, module)
         monkeypatch.setitem(sys.modules, name, module)
+    return stand_in
 
 
 @pytest.fixture
-def subcommand(monkeypatch) -> CondaSubcommand:
+def conda(monkeypatch) -> StandInConda:
+    return _stub_conda(monkeypatch)
+
+
+@pytest.fixture
+def subcommand(conda, monkeypatch) -> CondaSubcommand:
     """The ``pack`` subcommand as conda's plugin manager collects it."""
-    _stub_conda(monkeypatch)
     monkeypatch.setenv("COLUMNS", "100")  # argparse wraps help to the terminal width
     monkeypatch.delitem(sys.modules, "conda_pack.conda_plugin", raising=False)
     plugin = importlib.import_module("conda_pack.conda_plugin")
@@ -84,6 +121,13 @@ def subcommand(monkeypatch) -> CondaSubcommand:
     found = [sub for result in manager.hook.conda_subcommands() for sub in result]
     assert len(found) == 1
     return found[0]
+
+
+def as_conda_pack(text: str) -> str:
+    """The console script's output as ``conda pack`` prints it: argparse's usage lines and
+    errors name the command (as wide as ``conda-pack``, so help wraps alike)."""
+    text = re.sub(r"^usage: conda-pack ", "usage: conda pack ", text, flags=re.M)
+    return re.sub(r"^conda-pack: error: ", "conda pack: error: ", text, flags=re.M)
 
 
 def test_registers_pack(subcommand):
@@ -112,8 +156,24 @@ def test_same_output_and_exit_code_as_console_script(subcommand, capsys, args):
         rc = subcommand.action(given)
         out, err = capsys.readouterr()
         script = conda_pack_script(*args, check=False)
-        assert (rc, out, err) == (script.returncode, script.stdout, script.stderr)
+        want = (script.returncode, as_conda_pack(script.stdout), as_conda_pack(script.stderr))
+        assert (rc, out, err) == want
     assert rc in (0, 1, 2)
+
+
+def test_help_and_errors_name_conda_pack(subcommand, capsys):
+    assert subcommand.action(("--help",)) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("usage: conda pack [--name ENV]") and err == ""
+    assert "conda-pack" not in out.split("\n\n")[0]  # the usage block
+    assert subcommand.action(("--format", "rar")) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("usage: conda pack [")
+    assert "\nconda pack: error: argument --format: invalid choice: 'rar'" in err
+    # The console script's own parser keeps its name.
+    assert cli.PARSER.prog == "conda-pack"
+    assert conda_pack_script("--help").stdout.startswith("usage: conda-pack [--name ENV]")
 
 
 def test_packs_the_same_archive(subcommand, nopython_env, tmp_path):
@@ -121,6 +181,118 @@ def test_packs_the_same_archive(subcommand, nopython_env, tmp_path):
     assert subcommand.action(("-p", str(nopython_env), "-o", str(ours), "-q")) == 0
     conda_pack_script("-p", nopython_env, "-o", theirs, "-q")
     assert ours.read_bytes() == theirs.read_bytes()
+
+
+# -- conda pack -n NAME, resolved by the conda running the plugin ------------------------------
+@pytest.fixture
+def no_conda_on_path(tmp_path, monkeypatch) -> None:
+    """As when conda was started by its full path and nothing was activated."""
+    empty = tmp_path / "empty-path"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    for name in ("CONDA_EXE", "CONDA_PREFIX", "CONDA_DEFAULT_ENV", "_CE_CONDA", "_CE_M"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def packed_prefix(subcommand, capsys, out: Path, *args: str) -> str:
+    """Run ``conda pack ARGS -o OUT``; the prefix it says it packed."""
+    rc = subcommand.action((*args, "-o", str(out)))
+    stdout, stderr = capsys.readouterr()
+    assert rc == 0, stderr
+    found = re.search(r"^Packing environment at '(.*)' to ", stdout, flags=re.M)
+    assert found, stdout
+    return found.group(1)
+
+
+def test_name_from_the_first_envs_dir_holding_it(
+    subcommand, conda, factory, tmp_path, capsys, no_conda_on_path
+):
+    """`conda pack -n dup` picks the environment `conda activate dup` would, from the
+    running conda's envs_dirs, without asking for every known environment."""
+    first = factory.install(tmp_path / "first" / "dup", NO_PYTHON)
+    second = factory.install(tmp_path / "second" / "dup", NO_PYTHON)
+    (tmp_path / "first" / "only-a-dir").mkdir()  # no conda-meta: not an environment
+    conda.context.envs_dirs = (str(tmp_path / "nowhere"), str(first.parent), str(second.parent))
+    conda.known = [str(second)]
+    assert packed_prefix(subcommand, capsys, tmp_path / "a.tar", "-n", "dup") == str(first)
+    assert conda.listed == 0
+    conda.context.envs_dirs = (second.parent, first.parent)  # conda allows os.PathLike
+    assert packed_prefix(subcommand, capsys, tmp_path / "b.tar", "-n", "dup") == str(second)
+    assert subcommand.action(("-n", "only-a-dir", "-o", str(tmp_path / "c.tar"))) == 1
+    assert (
+        capsys.readouterr().err == "CondaPackError: Environment name 'only-a-dir' doesn't exist\n"
+    )
+    assert conda.listed == 1
+
+
+def test_name_of_a_known_environment_elsewhere(
+    subcommand, conda, nopython_env, tmp_path, capsys, no_conda_on_path
+):
+    """Environments registered in environments.txt: found by their directory's name."""
+    conda.context.envs_dirs = (str(tmp_path),)
+    conda.known = ["/nonexistent/root", str(nopython_env) + "/"]
+    got = packed_prefix(subcommand, capsys, tmp_path / "a.tar", "-n", nopython_env.name)
+    assert got == str(nopython_env)
+    assert conda.listed == 1
+
+
+@pytest.mark.parametrize("name", ["base", "root"])
+def test_base_is_conda_root_prefix(
+    name, subcommand, conda, nopython_env, tmp_path, capsys, no_conda_on_path
+):
+    conda.context.root_prefix = nopython_env  # a Path: conda allows os.PathLike
+    conda.known = ["/nonexistent/elsewhere/" + name]
+    assert packed_prefix(subcommand, capsys, tmp_path / "a.tar", "-n", name) == str(nopython_env)
+
+
+def test_no_name_is_the_active_then_conda_default_prefix(
+    subcommand, conda, nopython_env, factory, tmp_path, capsys, no_conda_on_path, monkeypatch
+):
+    conda.context.default_prefix = str(nopython_env)
+    assert packed_prefix(subcommand, capsys, tmp_path / "a.tar") == str(nopython_env)
+    active = factory.install(tmp_path / "active", NO_PYTHON)
+    monkeypatch.setenv("CONDA_PREFIX", str(active))
+    assert packed_prefix(subcommand, capsys, tmp_path / "b.tar") == str(active)
+
+
+def test_unknown_name(subcommand, conda, nopython_env, tmp_path, capsys, no_conda_on_path):
+    conda.context.envs_dirs = (str(nopython_env.parent),)
+    conda.known = [str(nopython_env)]
+    assert subcommand.action(("-n", "nope", "-o", str(tmp_path / "a.tar"), "-q")) == 1
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", "CondaPackError: Environment name 'nope' doesn't exist\n")
+    assert not (tmp_path / "a.tar").exists()
+
+
+def test_conda_failing_is_one_line(subcommand, conda, tmp_path, capsys, no_conda_on_path):
+    def broken() -> list[str]:
+        raise PermissionError(13, "Permission denied", "/home/x/.conda/environments.txt")
+
+    conda.list_all_known_prefixes = broken
+    sys.modules["conda.core.envs_manager"].list_all_known_prefixes = broken
+    assert subcommand.action(("-n", "nope", "-q")) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (
+        "CondaPackError: Failed to determine path to environment: 'nope': conda's "
+        "list_all_known_prefixes() failed (PermissionError: [Errno 13] Permission denied: "
+        "'/home/x/.conda/environments.txt'); pass --prefix instead.\n"
+    )
+
+
+def test_the_console_script_still_asks_conda_info(conda, nopython_env, capsys, no_conda_on_path):
+    """Only the plugin reads conda's context: ``conda-pack`` may run beside an importable
+    conda that is not the user's, so it asks the ``conda`` on PATH (here: none)."""
+    conda.context.envs_dirs = (str(nopython_env.parent),)
+    conda.context.root_prefix = conda.context.default_prefix = str(nopython_env)
+    for args in (["-n", nopython_env.name], ["-n", "base"], []):
+        with pytest.raises(SystemExit) as exc:
+            cli.main([*args, "-q"])
+        assert exc.value.code == 1
+        err = capsys.readouterr().err
+        assert err.startswith("CondaPackError: Failed to determine path to ")
+        assert "Is conda on your PATH?" in err
+    assert conda.listed == 0
 
 
 def _fresh_python(code: str) -> subprocess.CompletedProcess:
@@ -198,7 +370,9 @@ def _real_conda_python() -> str:
 
 
 def test_through_real_conda(nopython_env, tmp_path):
-    conda_python = _real_conda_python()
+    # By its full path: the -n checks below run with nothing on PATH.
+    conda_python = shutil.which(_real_conda_python())
+    assert conda_python, _real_conda_python()
     # The entry point as the wheel declares it, for the tree under test.
     dist_info = tmp_path / "site" / "conda_pack_rs-0.0.0.dist-info"
     dist_info.mkdir(parents=True)
@@ -236,11 +410,40 @@ def test_through_real_conda(nopython_env, tmp_path):
         got, want = conda("pack", *args), script(*args)
         assert (got.returncode, got.stdout, got.stderr) == (
             want.returncode,
-            want.stdout,
-            want.stderr,
+            as_conda_pack(want.stdout),
+            as_conda_pack(want.stderr),
         ), args
+    assert conda("pack", "--help").stdout.startswith("usage: conda pack [--name ENV]")
 
     got = conda("pack", "-p", nopython_env, "-o", tmp_path / "a.tar.gz", "-q")
     assert got.returncode == 0, got.stderr
     script("-p", nopython_env, "-o", tmp_path / "b.tar.gz", "-q")
-    assert (tmp_path / "a.tar.gz").read_bytes() == (tmp_path / "b.tar.gz").read_bytes()
+    archive = (tmp_path / "b.tar.gz").read_bytes()
+    assert (tmp_path / "a.tar.gz").read_bytes() == archive
+
+    # As when conda is started by its full path and nothing was activated: no conda on
+    # PATH, no CONDA_EXE; the environment is in one of conda's envs_dirs.
+    empty, home = tmp_path / "empty-path", tmp_path / "home"
+    empty.mkdir()
+    home.mkdir()
+    env = {
+        "PATH": str(empty),
+        "HOME": str(home),
+        "COLUMNS": "100",
+        "PYTHONPATH": env["PYTHONPATH"],
+        "CONDA_ENVS_DIRS": str(nopython_env.parent),
+    }
+    got = conda("pack", "-n", nopython_env.name, "-o", tmp_path / "c.tar.gz", "-q")
+    assert (got.returncode, got.stdout, got.stderr) == (0, "", "")
+    assert (tmp_path / "c.tar.gz").read_bytes() == archive
+    # No name: conda's default environment, here the one CONDA_DEFAULT_ENV names.
+    env["CONDA_DEFAULT_ENV"] = nopython_env.name
+    got = conda("pack", "-o", tmp_path / "d.tar.gz", "-q")
+    assert (got.returncode, got.stdout, got.stderr) == (0, "", "")
+    assert (tmp_path / "d.tar.gz").read_bytes() == archive
+    got = conda("pack", "-n", "no-such-env-anywhere", "-q")
+    assert (got.returncode, got.stdout, got.stderr) == (
+        1,
+        "",
+        "CondaPackError: Environment name 'no-such-env-anywhere' doesn't exist\n",
+    )

@@ -27,10 +27,14 @@ class MultiAppendAction(argparse.Action):
         getattr(namespace, self.dest).append((option_string.strip("-"), values))
 
 
-def build_parser() -> argparse.ArgumentParser:
+PROG = "conda-pack"
+DESCRIPTION = "Pack a conda environment into one archive, to unpack and use anywhere."
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="conda-pack",
-        description="Package an existing conda environment into an archive file.",
+        prog=prog,
+        description=DESCRIPTION,
         add_help=False,
         allow_abbrev=False,
     )
@@ -38,77 +42,75 @@ def build_parser() -> argparse.ArgumentParser:
         "--name",
         "-n",
         metavar="ENV",
-        help="The name of the environment to pack ('base' for the root environment). "
-        "If neither --name nor --prefix are supplied, the current activated environment "
-        "is packed.",
+        help="Pack the environment conda knows by the name ENV ('base' is the root "
+        "environment). With neither --name nor --prefix: the activated environment.",
     )
     parser.add_argument(
         "--prefix",
         "-p",
         metavar="PATH",
-        help="The path to the environment to pack. Only one of --name/--prefix should be supplied.",
+        help="Pack the environment in the directory PATH. Give --name or --prefix, not both.",
     )
     parser.add_argument(
         "--output",
         "-o",
         metavar="PATH",
-        help="The path of the output file. Defaults to the environment name with a "
-        "``.tar.gz`` suffix (e.g. ``my_env.tar.gz``).",
+        help="Where to write the archive. Default: NAME.FORMAT in the current directory, "
+        "from the environment's name (my_env.tar.gz without --format; for a parcel, "
+        "NAME-VERSION-DISTRO.parcel).",
     )
     parser.add_argument(
         "--arcroot",
         metavar="PATH",
         default="",
-        help="The relative path in the archive to the conda environment. Defaults to ''.",
+        help="Put the environment under this relative directory inside the archive. "
+        "Default: '', the top of the archive.",
     )
     parser.add_argument(
         "--dest-prefix",
         "-d",
         metavar="PATH",
-        help="If present, prefixes will be rewritten to this path before packaging. In "
-        "this case the `conda-unpack` script will not be generated. This option should not "
-        "be used with parcels, which instead generate their destination prefix from the "
-        "--parcel-root, --parcel-name, and --parcel-version options.",
+        help="Rewrite the environment's prefix to PATH while packing, for an archive that "
+        "will only be unpacked at PATH; it then carries no conda-unpack. Not for parcels: "
+        "they take their prefix from --parcel-root, --parcel-name and --parcel-version.",
     )
     parser.add_argument(
         "--parcel-root",
         default=None,
-        help="(Parcels only) The location where all parcels are unpacked on the target "
-        "Hadoop cluster (default: '/opt/cloudera/parcels').",
+        help="(Parcels only) The directory on the target Hadoop nodes that holds every "
+        "parcel. Default: '/opt/cloudera/parcels'.",
     )
     parser.add_argument(
         "--parcel-name",
         default=None,
-        help="(Parcels only) The name of the parcel, without a version suffix. The default "
-        "value is the local environment name. The parcel name may not have any hyphens.",
+        help="(Parcels only) What to call the parcel, with no hyphens (its version is "
+        "added separately). Default: the environment's name.",
     )
     parser.add_argument(
         "--parcel-version",
         default=None,
-        help="(Parcels only) The version number for the parcel. The default value is the "
-        "current date, using the format YYYY.MM.DD.",
+        help="(Parcels only) The parcel's version. Default: today's date as YYYY.MM.DD.",
     )
     parser.add_argument(
         "--parcel-distro",
         default=None,
-        help="(Parcels only) The distribution type for the parcel. The default value is "
-        "'el7'. This value cannot have any hyphens.",
+        help="(Parcels only) The OS distribution tag that ends the parcel's file name and "
+        "full version, with no hyphens. Default: 'el7'.",
     )
     parser.add_argument(
         "--format",
         choices=["infer", *FORMATS],
         default="infer",
-        help="The archival format to use. By default this is inferred by the output file "
-        "extension.",
+        help="The kind of archive to write. Default: 'infer', from the extension of "
+        "--output (tar.gz without --output).",
     )
     parser.add_argument(
         "--compress-level",
         metavar="LEVEL",
         type=int,
         default=4,
-        help="The compression level to use, from 0 to 9. If ZSTD is used, compression is "
-        "supported up to 22. Higher numbers decrease output file size at the expense of "
-        "compression time. Default is 4.",
+        help="How hard to compress: 0 to 9 (tar.bz2: 1 to 9, tar.zst: -7 to 22). Higher "
+        "levels give smaller archives and take longer. Default: 4.",
     )
     parser.add_argument(
         "--n-threads",
@@ -116,31 +118,33 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         type=int,
         default=None,
-        help="The number of threads to use for reading and compressing. Set to -1 to use "
-        "the number of cpus on this machine. Default: every cpu this process may use "
-        "(all formats compress in parallel and give identical archives for any N; a larger "
-        "N is capped at that count).",
+        help="How many threads read and compress files. Default, or -1: one per CPU this "
+        "process may run on, which is also the most a larger N gets. Every format "
+        "compresses in parallel, and the archive comes out the same whatever N is.",
     )
     parser.add_argument(
         "--zip-symlinks",
         action="store_true",
-        help="Symbolic links aren't supported by the Zip standard, but are supported by "
-        "*many* common Zip implementations. If set, store symbolic links in the archive, "
-        "instead of the file referred to by the link. This can avoid storing multiple "
-        "copies of the same files. *Note that the resulting archive may silently fail on "
-        "decompression if the ``unzip`` implementation doesn't support symlinks*. Ignored "
-        "if format isn't ``zip``.",
+        help="(zip only) Store symbolic links as links, not as copies of the files they "
+        "point to, which can make the archive much smaller. The zip standard has no "
+        "links: many unzip programs restore them, but some quietly write a small file "
+        "holding the link's target instead. Has no effect on other formats.",
     )
-    parser.add_argument("--no-zip-64", action="store_true", help="Disable ZIP64 extensions.")
+    parser.add_argument(
+        "--no-zip-64",
+        action="store_true",
+        help="(zip only) Write the archive without ZIP64 extensions.",
+    )
     parser.add_argument(
         "--ignore-editable-packages",
         action="store_true",
-        help="Skips checks for editable packages.",
+        help="Pack even if packages are installed in editable mode (pip install -e); they "
+        "will not work from the archive.",
     )
     parser.add_argument(
         "--ignore-missing-files",
         action="store_true",
-        help="Skip checks for missing or changed package files.",
+        help="Pack even if files that conda installed were deleted or changed since (e.g. by pip).",
     )
     parser.add_argument(
         "--no-auto-relocate",
@@ -155,25 +159,31 @@ def build_parser() -> argparse.ArgumentParser:
         action=MultiAppendAction,
         metavar="PATTERN",
         dest="filters",
-        help="Exclude files matching this pattern",
+        help="Leave out the files whose path in the environment matches the glob PATTERN. "
+        "Repeatable; --exclude and --include apply in the order given.",
     )
     parser.add_argument(
         "--include",
         action=MultiAppendAction,
         metavar="PATTERN",
         dest="filters",
-        help="Re-add excluded files matching this pattern",
+        help="Put back the files left out so far whose path matches the glob PATTERN.",
     )
     parser.add_argument(
         "--force",
         "-f",
         action="store_true",
-        help="Overwrite any existing archive at the output path, or create the output "
-        "directory structure if it's missing.",
+        help="Replace an archive (or an earlier no-archive output) already at the output "
+        "path, and create the output's missing parent directories.",
     )
-    parser.add_argument("--quiet", "-q", action="store_true", help="Do not report progress")
-    parser.add_argument("--help", "-h", action="help", help="Show this help message then exit")
-    parser.add_argument("--version", action="store_true", help="Show version then exit")
+    parser.add_argument(
+        "--quiet",
+        "-q",
+        action="store_true",
+        help="Print no progress: neither messages nor the progress bar.",
+    )
+    parser.add_argument("--help", "-h", action="help", help="Print this help and exit.")
+    parser.add_argument("--version", action="store_true", help="Print the version and exit.")
     return parser
 
 
@@ -188,6 +198,10 @@ def fail(msg: str) -> None:
 
 def run(args: argparse.Namespace, pack: Callable | None = None) -> None:
     if pack is None:
+        # Here, not at import: --help and --version must stay fast.
+        from .locate import check_installation
+
+        check_installation()
         from .packing import pack
     pack(
         name=args.name,
@@ -213,8 +227,14 @@ def run(args: argparse.Namespace, pack: Callable | None = None) -> None:
     )
 
 
-def main(args: list[str] | None = None, pack: Callable | None = None) -> None:
-    parsed = PARSER.parse_args(args=args)
+def main(args: list[str] | None = None, pack: Callable | None = None, prog: str = PROG) -> None:
+    """Run the command with ``args`` (default: ``sys.argv[1:]``) and exit.
+
+    ``prog`` is what usage lines and argparse's errors call the command: ``conda pack``
+    when conda runs it as a plugin.
+    """
+    parser = PARSER if prog == PROG else build_parser(prog)
+    parsed = parser.parse_args(args=args)
     if parsed.version:
         print("conda-pack %s" % __version__)
         sys.exit(0)

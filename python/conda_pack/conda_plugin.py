@@ -17,7 +17,9 @@ from collections.abc import Iterable
 from conda.plugins import hookimpl
 from conda.plugins.types import CondaSubcommand
 
-SUMMARY = "Package an existing conda environment into an archive file."
+# cli.DESCRIPTION, repeated: importing the CLI here would cost every conda command.
+SUMMARY = "Pack a conda environment into one archive, to unpack and use anywhere."
+PROG = "conda pack"
 
 
 def run_conda_pack(args: Iterable[str] = ()) -> int:
@@ -25,14 +27,25 @@ def run_conda_pack(args: Iterable[str] = ()) -> int:
 
     Without ``configure_parser`` conda passes the words after ``pack`` (``sys.argv[2:]``
     before conda 23.7, a tuple of the unparsed rest since). The CLI prints its own help,
-    errors and ``CondaPackError: ...`` exactly as the console script does; its
-    ``sys.exit`` becomes the return value, which ``conda`` exits with.
+    errors and ``CondaPackError: ...`` as the console script does, naming itself
+    ``conda pack``; its ``sys.exit`` becomes the return value, which ``conda`` exits with.
+    Environment names are resolved by the conda running this, not by a ``conda`` on
+    ``PATH``, which there may not be.
     """
+    from .locate import mixed_installation, names_from_running_conda
+
+    # Before importing the CLI: with conda-pack 0.9.2 installed over this package, the
+    # CLI would be 0.9.2's.
+    problem = mixed_installation()
+    if problem is not None:
+        print("CondaPackError: " + problem, file=sys.stderr)
+        return 1
     from .cli import main
 
     argv = list(args)
     try:
-        main(argv)
+        with names_from_running_conda():
+            main(argv, prog=PROG)
     except SystemExit as e:
         code = e.code
         if code is None:

@@ -299,18 +299,21 @@ def _joined(a, b):
 
 
 class CondaEnv:
-    """A Conda environment for packaging.
+    """The files of one conda environment that packing would archive.
 
-    Use :func:`CondaEnv.from_prefix`, :func:`CondaEnv.from_name`, or
-    :func:`CondaEnv.from_default` instead of the default constructor.
+    Make one with :meth:`from_prefix`, :meth:`from_name` or :meth:`from_default`, narrow
+    it with :meth:`exclude` and :meth:`include` (each returns a new one), then call
+    :meth:`pack`::
+
+        env = CondaEnv.from_name("ml").exclude("*.pyx")
+        env.pack(output="ml.zip")
 
     Attributes
     ----------
     prefix : str
-        The path to the conda environment.
+        The environment's directory, absolute.
     files : list of File
-        A list of :class:`File` objects representing all files in conda
-        environment.
+        What will be archived, one :class:`File` each, sorted by path in the archive.
     """
 
     def __init__(self, prefix: str, files, excluded_files=None) -> None:
@@ -350,17 +353,25 @@ class CondaEnv:
 
     @property
     def name(self) -> str:
-        """The name of the environment"""
+        """The last component of :attr:`prefix`: default output names start with it."""
         return os.path.basename(self.prefix)
 
     @classmethod
     def from_name(cls, name: str, **kwargs) -> CondaEnv:
-        """Create a ``CondaEnv`` from a named environment (``base`` is the root)."""
+        """The environment conda knows by ``name`` (``'base'``: conda's root one).
+
+        Keyword arguments are those of :meth:`from_prefix`.
+        """
         return cls.from_prefix(name_to_prefix(name), **kwargs)
 
     @classmethod
     def from_prefix(cls, prefix: str, **kwargs) -> CondaEnv:
-        """Create a ``CondaEnv`` from a given prefix."""
+        """The environment in the directory ``prefix``.
+
+        ``ignore_editable_packages=True`` and ``ignore_missing_files=True`` load an
+        environment that would otherwise be refused (see :func:`conda_pack.pack`).
+        Raises :class:`CondaPackException` if ``prefix`` is not a conda environment.
+        """
         prefix = os.path.abspath(prefix)
         files, packages, layout = read_files(prefix, **kwargs)
         env = cls(prefix, files)
@@ -370,7 +381,10 @@ class CondaEnv:
 
     @classmethod
     def from_default(cls, **kwargs) -> CondaEnv:
-        """Create a ``CondaEnv`` from the current (activated) environment."""
+        """The activated environment (``$CONDA_PREFIX``), else conda's default one.
+
+        Keyword arguments are those of :meth:`from_prefix`.
+        """
         return cls.from_prefix(name_to_prefix(), **kwargs)
 
     def exclude(self, pattern: str) -> CondaEnv:
@@ -416,7 +430,7 @@ class CondaEnv:
         zip_64=True,
         auto_relocate=True,
     ) -> str:
-        """Package the environment into an archive; returns the archive's path.
+        """Write an archive of this environment; return the archive's path.
 
         Parameters are those of :func:`conda_pack.pack`, less the ones choosing the env.
         """

@@ -13,20 +13,22 @@ __all__ = ["File", "FileTable"]
 
 
 class File:
-    """A single archive record.
+    """One entry of the archive: where its bytes come from and where they go.
 
     Parameters
     ----------
     source : str
-        Absolute path to the source.
+        The absolute path to read it from.
     target : str
-        Relative path from the target prefix (e.g. ``lib/foo/bar.py``).
+        Its path relative to the environment's root, e.g. ``lib/python3.11/os.py``: its
+        place in the archive (under ``arcroot``, if one is given).
     is_conda : bool, optional
-        Whether the file was installed by conda, or comes from somewhere else.
+        True if a conda package installed it; False for anything else (pip, the user).
     file_mode : {None, 'text', 'binary', 'unknown'}, optional
-        The type of record.
+        How it holds the prefix: ``'text'`` or ``'binary'`` as its package recorded,
+        ``'unknown'`` to have its bytes scanned for the prefix, None if it holds none.
     prefix_placeholder : None or str, optional
-        The prefix placeholder in the file (if any)
+        The placeholder prefix its package was built with, when it holds one.
     """
 
     __slots__ = (

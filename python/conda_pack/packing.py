@@ -74,51 +74,68 @@ def pack(
     ignore_missing_files=False,
     auto_relocate=True,
 ):
-    """Package an existing conda environment into an archive file.
+    """Write an archive of a conda environment; return the archive's path.
+
+    Give the environment by ``name`` or by ``prefix`` (not both); with neither, the
+    activated environment is packed. The other arguments are the ``conda-pack`` command's
+    options, under the same names.
 
     Parameters
     ----------
     name : str, optional
-        The name of the conda environment to pack (``base`` is the root environment).
+        An environment conda knows by this name; ``'base'`` (or ``'root'``) is conda's
+        root environment.
     prefix : str, optional
-        A path to a conda environment to pack. Only one of ``name`` and ``prefix``
-        should be supplied; with neither, the active environment is packed.
+        The directory of the environment.
     output : str, optional
-        The path of the output file. Defaults to the environment name with a suffix
-        determined by the format; e.g. ``my_env.tar.gz``.
+        Where to write the archive. Default: the environment's name, a dot and the format
+        (``my_env.tar.gz`` when ``format`` is not given either), in the current directory;
+        parcels default to ``NAME-VERSION-DISTRO.parcel``.
     format : {'infer', 'zip', 'tar.gz', 'tgz', 'tar.bz2', 'tbz2', 'tar.xz', 'txz',
         'tar.zst', 'tzst', 'tar', 'parcel', 'squashfs', 'no-archive'}, optional
-        The archival format to use. By default, this is inferred from the output
-        file extension, and defaults to ``tar.gz`` if ``output`` is not supplied.
+        The kind of archive. ``'infer'`` (the default) takes it from the extension of
+        ``output``, or ``tar.gz`` without ``output``.
     arcroot : str, optional
-        The relative path in the archive to the conda environment. Defaults to ''.
+        A relative directory inside the archive to put the environment in. Default:
+        ``''``, the top of the archive.
     dest_prefix : str, optional
-        If present, prefixes will be rewritten to this path before packaging. In this
-        case the ``conda-unpack`` script will not be generated.
+        An absolute path to rewrite the environment's prefix to while packing, for an
+        archive that will be unpacked only there. Such an archive carries no
+        ``conda-unpack``. Not for parcels.
     parcel_root, parcel_name, parcel_version, parcel_distro : str, optional
-        (Parcels only) the root directory, name, version, and target distribution of
-        the parcel. Defaults: ``/opt/cloudera/parcels``, the environment's name, today's
-        date as ``YYYY.MM.DD``, and ``el7``.
+        For ``format='parcel'``: the directory holding every parcel on the target nodes
+        (default ``/opt/cloudera/parcels``), the parcel's name (default: the
+        environment's), its version (default: today as ``YYYY.MM.DD``) and its
+        distribution tag (default ``el7``). Name and tag may not hold hyphens. The
+        environment is packed for ``parcel_root/NAME-VERSION``, which sets
+        ``dest_prefix`` and ``arcroot``, so neither may be given with a parcel.
     verbose : bool, optional
-        If True, report progress to stdout. Default is False.
+        Print what is being done on stdout and, when stderr is a terminal, a progress
+        bar there. Default: False.
     force : bool, optional
-        Overwrite an existing archive at the output path, or create the output
-        directory structure if it is missing. Default is False.
+        Replace an archive (or an earlier ``no-archive`` output) at ``output``, and
+        create missing parent directories of it. Default: False.
     compress_level : int, optional
-        The compression level: 0-9, for zstd up to 22. Default is 4.
+        How hard to compress: 0 to 9, 1 to 9 for ``tar.bz2``, -7 to 22 for ``tar.zst``.
+        Higher is smaller and slower. Default: 4.
     n_threads : int, optional
-        Worker threads for reading and compressing. -1 or None (the default) use every
-        core this process may run on; 1 means one worker.
+        Threads reading and compressing files. None (the default) or -1: one per CPU
+        this process may run on, which also caps larger counts. The archive is the same
+        for any count.
     zip_symlinks : bool, optional
-        (``zip`` only) Store symbolic links as links instead of the files they point to.
+        For ``zip``: store symbolic links as links rather than copies of their targets.
+        Smaller, but some unzip programs do not restore links. Default: False.
     zip_64 : bool, optional
-        (``zip`` only) Whether to enable ZIP64 extensions. Default is True.
+        For ``zip``: allow ZIP64 extensions. Default: True.
     filters : list, optional
-        ``(kind, pattern)`` pairs, kind ``'exclude'`` or ``'include'``, applied in order.
+        ``(kind, pattern)`` pairs applied in order: kind ``'exclude'`` leaves out the
+        files matching the glob ``pattern``, ``'include'`` puts matching ones back.
     ignore_editable_packages : bool, optional
-        Pack even if editable packages are installed.
+        Pack even with editable (``pip install -e``) packages installed, which will not
+        work from the archive. Default: False, which refuses.
     ignore_missing_files : bool, optional
-        Pack even if files conda installed are missing or were changed.
+        Pack even if files conda installed are missing or were changed. Default: False,
+        which refuses and lists them.
     auto_relocate : bool, optional
         Make an environment with Python relocate itself the first time its Python starts
         in a new place (a startup hook in site-packages runs what ``conda-unpack`` does),
@@ -129,7 +146,13 @@ def pack(
     Returns
     -------
     out_path : str
-        The path to the archived environment.
+        The path of the archive (or directory, for ``no-archive``) written.
+
+    Raises
+    ------
+    CondaPackException
+        For anything the caller can fix: a bad argument, an environment that cannot be
+        packed as asked, an output that cannot be written.
     """
     if name and prefix:
         raise CondaPackException("Cannot specify both 'name' and 'prefix'")
