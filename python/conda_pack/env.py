@@ -314,13 +314,20 @@ class CondaEnv:
     files : list of File
         A list of :class:`File` objects representing all files in conda
         environment.
+    ignore_missing_files : bool
+        Pack even if files conda installed are missing or were changed. Loading already
+        left out the missing ones; changes are only found while packing, so the flag
+        stays with the environment and every environment filtered from it.
     """
 
-    def __init__(self, prefix: str, files, excluded_files=None) -> None:
+    def __init__(
+        self, prefix: str, files, excluded_files=None, *, ignore_missing_files: bool = False
+    ) -> None:
         self.prefix = prefix
         # A FileTable until someone asks for ``files``; then the list they were given.
         self._files = _sorted(files)
         self._excluded_files = excluded_files if excluded_files is not None else []
+        self.ignore_missing_files = ignore_missing_files
         self._packages: list[Package] = []
         self._layout = Layout(False, None)
 
@@ -337,7 +344,9 @@ class CondaEnv:
         self._files = value
 
     def _derived(self, files, excluded) -> CondaEnv:
-        env = CondaEnv(self.prefix, files, excluded)
+        env = CondaEnv(
+            self.prefix, files, excluded, ignore_missing_files=self.ignore_missing_files
+        )
         env._packages = self._packages
         env._layout = self._layout
         return env
@@ -366,7 +375,7 @@ class CondaEnv:
         """Create a ``CondaEnv`` from a given prefix."""
         prefix = os.path.abspath(prefix)
         files, packages, layout = read_files(prefix, **kwargs)
-        env = cls(prefix, files)
+        env = cls(prefix, files, ignore_missing_files=kwargs.get("ignore_missing_files", False))
         env._packages = packages
         env._layout = layout
         return env

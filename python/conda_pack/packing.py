@@ -136,7 +136,6 @@ def pack(
         env = CondaEnv.from_name(name, **kwargs)
     else:
         env = CondaEnv.from_default(**kwargs)
-    env._ignore_missing_files = ignore_missing_files
     for kind, pattern in filters or ():
         if kind == "exclude":
             env = env.exclude(pattern)
@@ -599,7 +598,7 @@ def _write(
     finally:
         if bar is not None:
             bar.close(completed)
-    if out.changed and not getattr(env, "_ignore_missing_files", False):
+    if out.changed and not env.ignore_missing_files:
         raise missing_files_error(out.changed)
     _warn_outcome(out, env.prefix, dest)
     generated = [
