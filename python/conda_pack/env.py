@@ -193,6 +193,7 @@ def read_files(
     rows = array("I")
     keep = rows.append
     missing: dict[tuple[str, str], list[str]] = {}
+    caches: dict[str, str] = {}
     for e, path in enumerate(cols.targets()):
         kind = kinds[e]
         index = package[e]
@@ -216,9 +217,11 @@ def read_files(
                 missing.setdefault((pkg.name, pkg.version), []).append(path)
             continue
         if kind == _LINK and ptype not in ("softlink", None):
-            # Installed as a link into the package cache: pack the file it points to.
+            # Installed as a link into the package cache: pack the file it points to. A
+            # link anywhere else was put there after install; following it would archive
+            # a file from outside the environment, so it is packed as the link it is.
             real = os.path.realpath(prefix + "/" + path)
-            if os.path.isfile(real):
+            if _in_own_cache(real, pkg, caches) and os.path.isfile(real):
                 f = File(real, path, True, None, None)
                 f._package, f._size = pkg, os.path.getsize(real)
                 special[e] = f
@@ -270,6 +273,17 @@ def read_files(
             raise CondaPackException(_UNCACHED.format(listing))
         warn(_UNCACHED_WARNING.format(listing))
     return files, packages, layout
+
+
+def _in_own_cache(real: str, pkg: Package, caches: dict[str, str]) -> bool:
+    """Whether ``real`` lies in ``pkg``'s own directory in the package cache (resolved
+    once per package into ``caches``)."""
+    if not pkg.link_source:
+        return False
+    cache = caches.get(pkg.link_source)
+    if cache is None:
+        cache = caches[pkg.link_source] = os.path.realpath(pkg.link_source)
+    return real.startswith(cache.rstrip("/") + "/")
 
 
 def _sorted(files):
