@@ -21,7 +21,7 @@ from conda_pack import CondaEnv
 
 from tests.conftest import NO_PYTHON
 from tests.envfactory import variants
-from tests.helpers import extract
+from tests.helpers import extract, run, zip_names
 from tests.test_cli import assert_user_error, cp, listing, member, ok
 
 
@@ -140,3 +140,64 @@ def test_a_link_into_its_own_package_cache_is_packed_as_the_file(make_env, tmp_p
         m = t.getmember("share/cprog/README.txt")
         assert m.isfile()
         assert t.extractfile(m).read() == cached.read_bytes()
+
+
+# -- zip without --zip-symlinks: copies of links relocate like their targets -----------------
+def test_zip_copies_of_links_are_relocated(full_env, tmp_path, long_dest):
+    out = tmp_path / "env.zip"
+    ok("-p", full_env, "-o", out, "-q")
+    root = extract(out, long_dest, "zip")
+    run([root / "bin" / "conda-unpack"])
+    old, new = os.fsencode(str(full_env)), os.fsencode(str(root))
+    held = []
+    for dirpath, _dirs, files in os.walk(full_env):
+        for name in files:
+            src = Path(dirpath, name)
+            rel = src.relative_to(full_env)
+            if rel.parts[0] == "conda-meta" or not src.is_file():
+                continue
+            if old in src.read_bytes():  # through links: what the zip holds a copy of
+                held.append(rel)
+                got = (root / rel).read_bytes()
+                assert old not in got, "still holds the old prefix: %s" % rel
+    copies = {Path(p) for p in ("bin/2to3", "bin/idle3", "bin/pydoc3", "bin/python3-config")}
+    assert copies | {Path("lib/libpython3.11.so")} <= set(held)
+    for rel in copies:
+        assert not (root / rel).is_symlink()
+        assert new in (root / rel).read_bytes(), rel
+    d = str(root)
+    assert run([root / "bin" / "python3-config", "--prefix"]).stdout.strip() == d
+    assert "usage" in run([root / "bin" / "2to3", "--help"]).stdout.lower()
+    code = "import sys, sysconfig; print(sys.prefix, sysconfig.get_config_var('prefix'))"
+    assert run([root / "bin" / "python3", "-c", code]).stdout.split() == [d, d]
+    # The copy of a binary holding the prefix is relocated like the file it copies.
+    assert (root / "lib" / "libpython3.11.so").read_bytes() == (
+        root / "lib" / "libpython3.11.so.1.0"
+    ).read_bytes()
+
+
+def test_zip_copies_of_linked_directories_are_relocated(make_env, tmp_path, long_dest):
+    env = make_env(NO_PYTHON)
+    (env / "etc2").symlink_to("etc", target_is_directory=True)
+    (env / "lib64").symlink_to("lib", target_is_directory=True)
+    (env / "share" / "links" / "v1" / "again").symlink_to(".", target_is_directory=True)
+    (env / "share" / "empty").mkdir()
+    (env / "share" / "empty-link").symlink_to("empty", target_is_directory=True)
+    out = tmp_path / "env.zip"
+    ok("-p", env, "-o", out, "-q")
+    root = extract(out, long_dest, "zip")
+    run([root / "bin" / "conda-unpack"])
+    old, new = os.fsencode(str(env)), os.fsencode(str(root))
+    for rel in ("etc2/cprog.conf", "lib64/libcprog.so", "lib64/pkgconfig/cprog.pc"):
+        got = (root / rel).read_bytes()
+        assert old not in got and new in got, rel
+        assert got == (root / rel.replace("etc2", "etc").replace("lib64", "lib")).read_bytes()
+    assert (root / "share" / "links" / "current" / "a.txt").read_bytes() == (
+        env / "share" / "links" / "v1" / "a.txt"
+    ).read_bytes()
+    assert (root / "share" / "empty-link").is_dir()
+    # A link back into its own directory is stored once, not followed forever.
+    names = zip_names(out)
+    assert "share/links/current/b.txt" in names
+    assert not [n for n in names if n.count("again") > 1]
+    assert len(names) == len(set(names))

@@ -358,9 +358,7 @@ class CondaEnv:
         self._files = value
 
     def _derived(self, files, excluded) -> CondaEnv:
-        env = CondaEnv(
-            self.prefix, files, excluded, ignore_missing_files=self.ignore_missing_files
-        )
+        env = CondaEnv(self.prefix, files, excluded, ignore_missing_files=self.ignore_missing_files)
         env._packages = self._packages
         env._layout = self._layout
         return env

@@ -279,8 +279,11 @@ def interpret(
     out = _Outcome() if out is None else out
     found: list[PrefixRecord] = []
     for index, (outcome, _problem, modified, binary, contains, shebang, offsets) in reports:
-        f = plan.files[index]
-        if modified:
+        f = plan.file(index)
+        # A copy of another file (for a link) is as good as that file, which reports for
+        # itself: only the records are the copy's own.
+        copy = f._copy_of is not None
+        if modified and not copy:
             pkg = f._package
             key = (pkg.name, pkg.version) if pkg else ("?", "?")
             out.changed.setdefault(key, []).append(f.target + " (changed since install)")
@@ -291,12 +294,13 @@ def interpret(
         if f.file_mode in ("text", "binary") and f.prefix_placeholder:
             mode = f.file_mode
             if not restored and mode == "binary" and contains and not modified and not windows:
-                out.unrestorable.append(f.target)
+                if not copy:
+                    out.unrestorable.append(f.target)
         else:
             mode = "binary" if binary else "text"
         if mode == "binary" and contains and not f.is_conda and not windows:
             # Strings in other binaries may be length-prefixed: patching could corrupt them.
-            if not _is_bytecode(f.target):
+            if not _is_bytecode(f.target) and not copy:
                 out.unmanaged_binaries.append(f.target)
             continue
         if dest is not None:
@@ -568,7 +572,7 @@ def _write(
     env, path, writer_format, level, threads, arcroot, dest, parcel, zip_symlinks, zip_64, verbose
 ) -> None:
     replaced = _generated_targets(env, dest, parcel)
-    plan = plan_entries(env, dest, replaced)
+    plan = plan_entries(env, dest, replaced, writer_format == "zip" and not zip_symlinks)
     if dest is not None and env._layout.windows:
         rewrite_for_dest(plan, env, dest)
     when = source_date(env.prefix)
