@@ -11,7 +11,7 @@
 //! pass instead, so memory stays bounded by buffers, not by file sizes.
 
 use crate::buffers;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Cancel, Error, IoContext, Result};
 use crate::prefix::{self, Mode, ReplaceError};
 use memchr::memmem;
 use sha2::{Digest, Sha256};
@@ -686,6 +686,28 @@ fn apply(
     }
 }
 
+thread_local! {
+    /// The stop flag of the archive this thread reads files for (see [`watch`]).
+    static WATCHED: std::cell::RefCell<Option<Cancel>> = const { std::cell::RefCell::new(None) };
+}
+
+/// While the guard lives, files streamed on this thread stop between chunks once
+/// `cancel` is set: a pass over a file of gigabytes is seconds of reading.
+pub fn watch(cancel: &Cancel) -> impl Drop {
+    struct Unwatch;
+    impl Drop for Unwatch {
+        fn drop(&mut self) {
+            WATCHED.with(|w| w.borrow_mut().take());
+        }
+    }
+    WATCHED.with(|w| *w.borrow_mut() = Some(cancel.clone()));
+    Unwatch
+}
+
+fn check_watched() -> Result<()> {
+    WATCHED.with(|w| w.borrow().as_ref().map_or(Ok(()), Cancel::check))
+}
+
 /// Read `path` in chunks, run them through `steps`, and hand the output to `sink`.
 pub fn stream(
     path: &Path,
@@ -698,6 +720,7 @@ pub fn stream(
     let mut buf = buffers::take(CHUNK);
     buf.resize(CHUNK, 0);
     loop {
+        check_watched()?;
         let n = read_full(&mut file, &mut buf).at(path)?;
         let is_last = n < buf.len();
         if steps.is_empty() {

@@ -12,11 +12,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import tarfile
+import time
 import zipfile
 from pathlib import Path
 
 import conda_pack
+import pytest
 from conda_pack import CondaEnv
 
 from tests.conftest import NO_PYTHON
@@ -201,3 +206,86 @@ def test_zip_copies_of_linked_directories_are_relocated(make_env, tmp_path, long
     assert "share/links/current/b.txt" in names
     assert not [n for n in names if n.count("again") > 1]
     assert len(names) == len(set(names))
+
+
+# -- Ctrl-C -----------------------------------------------------------------------------------
+#: Each format at its slowest level, where stopping used to take longest.
+SLOWEST = {
+    "tar": [],
+    "tar.gz": ["--compress-level", "9"],
+    "tar.bz2": ["--compress-level", "9"],
+    "tar.xz": ["--compress-level", "9"],
+    "tar.zst": ["--compress-level", "22"],
+    "zip": ["--compress-level", "9"],
+    "squashfs": ["--compress-level", "9"],
+    "no-archive": [],
+}
+#: Formats that take seconds on the test env at that level: every point is reached.
+SLOW = {"tar.gz", "tar.bz2", "tar.xz", "tar.zst", "zip", "squashfs"}
+
+
+def default_sigint() -> None:
+    """For a child: Ctrl-C as a user's shell delivers it. A test run started in the
+    background inherits SIGINT ignored, and so would the packer."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def start_pack(*args, **popen) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen(
+        [sys.executable, "-m", "conda_pack", *map(str, args)],
+        text=True,
+        env=env,
+        preexec_fn=default_sigint,
+        **popen,
+    )
+
+
+def interrupt(fmt: str, point: str, env: Path, outdir: Path) -> float | None:
+    """Pack ``env`` to ``outdir`` and press Ctrl-C at ``point``: ``loading`` (the
+    packer's first words), ``writing`` (the output appears) or ``busy`` (1.5 s later).
+    Returns how long the packer took to stop, or None if it had finished first."""
+    out = outdir / ("env." + fmt)
+    proc = start_pack(
+        "-p", env, "-o", out, *SLOWEST[fmt], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        if point == "loading":
+            assert proc.stdout.readline() == "Collecting packages...\n"
+        else:
+            deadline = time.monotonic() + 60
+            while not os.listdir(outdir) and proc.poll() is None:
+                assert time.monotonic() < deadline, "packing never started"
+                time.sleep(0.002)
+            if point == "busy":
+                time.sleep(1.5)
+        if proc.poll() is not None:
+            proc.communicate()
+            assert proc.returncode == 0
+            shutil.rmtree(out) if out.is_dir() else out.unlink()
+            return None
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert (proc.returncode, stderr) == (1, "Interrupted\n"), (fmt, point, stderr)
+    assert listing(outdir) == [], (fmt, point)
+    return took
+
+
+@pytest.mark.parametrize("fmt", sorted(SLOWEST))
+def test_ctrl_c_stops_within_a_second(fmt, full_env, tmp_path):
+    if fmt == "squashfs" and shutil.which("mksquashfs") is None:
+        pytest.skip("squashfs-tools not installed")
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    took = {p: interrupt(fmt, p, full_env, outdir) for p in ("loading", "writing", "busy")}
+    reached = {p: t for p, t in took.items() if t is not None}
+    assert "loading" in reached and "writing" in reached, took
+    if fmt in SLOW:
+        assert "busy" in reached, took
+    assert max(reached.values()) < 1.0, took

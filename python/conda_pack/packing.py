@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -237,15 +238,26 @@ def _mksquashfs(staging: str, out: str, level: int, threads: int, verbose: bool)
         cmd.append("-quiet")
     else:
         cmd += ["-quiet", "-no-progress"]
-    try:
-        proc = subprocess.run(cmd, stderr=subprocess.PIPE)
-    except OSError as e:
-        raise CondaPackException("Could not run mksquashfs: %s" % e) from e
-    if proc.returncode != 0:
-        raise CondaPackException(
-            "mksquashfs failed (exit %d): %s"
-            % (proc.returncode, proc.stderr.decode(errors="replace").strip())
-        )
+    with tempfile.TemporaryFile() as err:
+        try:
+            proc = subprocess.Popen(cmd, stderr=err)
+        except OSError as e:
+            raise CondaPackException("Could not run mksquashfs: %s" % e) from e
+        try:
+            # Polled: on Ctrl-C, Popen.wait and communicate first give the child a
+            # quarter of a second to exit on its own.
+            while proc.poll() is None:
+                time.sleep(0.05)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        if proc.returncode != 0:
+            err.seek(0)
+            raise CondaPackException(
+                "mksquashfs failed (exit %d): %s"
+                % (proc.returncode, err.read().decode(errors="replace").strip())
+            )
 
 
 class _Outcome:

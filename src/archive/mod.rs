@@ -6,6 +6,7 @@ mod deflate;
 mod dir;
 mod gather;
 mod tar;
+mod xz;
 mod zip;
 mod zstd;
 

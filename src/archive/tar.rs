@@ -43,10 +43,7 @@ impl TarArchive {
     }
 
     fn io(&self, r: std::io::Result<()>) -> Result<()> {
-        r.map_err(|source| Error::Io {
-            path: self.path.clone(),
-            source,
-        })
+        r.map_err(|source| Error::io(self.path.clone(), source))
     }
 
     fn pad(&mut self) -> Result<()> {
@@ -204,9 +201,7 @@ impl Archive for TarArchive {
             self.put(&pad)?;
         }
         let path = self.path.clone();
-        self.out
-            .finish()
-            .map_err(|source| Error::Io { path, source })
+        self.out.finish().map_err(|source| Error::io(path, source))
     }
 }
 
