@@ -26,7 +26,7 @@ from conda_pack import CondaEnv
 
 from tests.conftest import NO_PYTHON
 from tests.envfactory import variants
-from tests.helpers import extract, run, zip_names
+from tests.helpers import extract, run, tree, zip_names
 from tests.test_cli import assert_user_error, cp, listing, member, ok
 
 
@@ -289,3 +289,76 @@ def test_ctrl_c_stops_within_a_second(fmt, full_env, tmp_path):
     if fmt in SLOW:
         assert "busy" in reached, took
     assert max(reached.values()) < 1.0, took
+
+
+# -- SIGKILL mid-way --------------------------------------------------------------------------
+def staged(outdir: Path) -> list[str]:
+    return [n for n in listing(outdir) if n.endswith(".partial")]
+
+
+def kill_mid_way(env: Path, out: Path, *args) -> None:
+    """Start packing ``env`` to ``out`` and SIGKILL it once its staged output is there."""
+    proc = start_pack("-p", env, "-o", out, "-q", *args)
+    try:
+        deadline = time.monotonic() + 60
+        while not [n for n in staged(out.parent) if n.startswith("." + out.name + ".")]:
+            assert proc.poll() is None, "finished before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.002)
+        time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.parametrize("fmt", sorted(SLOWEST))
+def test_after_sigkill_the_next_pack_removes_what_was_left(fmt, full_env, nopython_env, tmp_path):
+    if fmt == "squashfs" and shutil.which("mksquashfs") is None:
+        pytest.skip("squashfs-tools not installed")
+    outdir, refdir = tmp_path / "out", tmp_path / "ref"
+    outdir.mkdir()
+    refdir.mkdir()
+    out = outdir / ("env." + fmt)
+    kill_mid_way(full_env, out, *SLOWEST[fmt])
+    left = staged(outdir)
+    assert left and listing(outdir) == left, listing(outdir)
+    # The same command again (on a small env, for time): it succeeds, nothing is left.
+    ok("-p", nopython_env, "-o", out, "-q")
+    assert listing(outdir) == [out.name]
+    ok("-p", nopython_env, "-o", refdir / out.name, "-q")
+    assert_same_output(out, refdir / out.name)
+
+
+def assert_same_output(a: Path, b: Path) -> None:
+    if a.is_dir():
+        assert tree(a) == tree(b)
+    else:
+        assert a.read_bytes() == b.read_bytes()
+
+
+def test_a_concurrent_pack_is_not_disturbed(full_env, nopython_env, tmp_path):
+    """Packs into one directory at once: a new one clears what a killed one left, never
+    what a live one is writing, and the live one completes."""
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    live_out = outdir / "live.tar.gz"
+    live = start_pack("-p", full_env, "-o", live_out, "-q", "--compress-level", "9")
+    try:
+        deadline = time.monotonic() + 60
+        while not staged(outdir):
+            assert live.poll() is None and time.monotonic() < deadline
+            time.sleep(0.002)
+        (mine,) = staged(outdir)
+        kill_mid_way(full_env, outdir / "dead.tar.gz", "--compress-level", "9")
+        assert len(staged(outdir)) == 2
+        ok("-p", nopython_env, "-o", outdir / "next.tar", "-q")
+        assert live.poll() is None, "the live pack ended too soon to tell"
+        assert staged(outdir) == [mine]
+        assert live.wait(timeout=120) == 0
+    finally:
+        if live.poll() is None:
+            live.kill()
+            live.wait()
+    assert listing(outdir) == ["live.tar.gz", "next.tar"]
+    with tarfile.open(live_out) as t:
+        assert sum(1 for m in t if m.isfile() and t.extractfile(m).read() is not None) > 1000

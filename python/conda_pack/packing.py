@@ -6,8 +6,10 @@ only when complete, so a failure or Ctrl-C never leaves a partial archive behind
 
 from __future__ import annotations
 
+import fcntl
 import os
 import queue
+import re
 import shutil
 import subprocess
 import tempfile
@@ -15,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from stat import S_ISDIR, S_ISREG
 
 from . import _core
 from ._version import __version__
@@ -188,36 +191,108 @@ def _replace_dir(tmp: str, output: str) -> None:
     os.rename(tmp, output)
 
 
+#: The names we stage output under, next to it: ``.<output>.conda-pack-<pid>-<random>.partial``.
+#: The pid, and a lock held on the file or directory while the pack runs, tell a live
+#: pack's from one killed mid-way, which the next pack into the directory removes.
+_STAGING = re.compile(r"\..*\.conda-pack-([0-9]+)-[a-z0-9_]+\.partial\Z", re.S)
+_NAME_MAX = 255
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's
+    return True
+
+
+def _locked(fd: int) -> bool:
+    """Take the lock on ``fd`` if nobody holds it; False if someone does (or the file
+    system has no locks, when nobody can tell)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def remove_stale_partials(parent: str) -> None:
+    """Remove our staged outputs in ``parent`` left by packs that died (SIGKILL, power
+    loss): only names of our pattern, owned by this user, whose process is gone and whose
+    lock nobody holds. Anything else is left alone."""
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        found = _STAGING.match(name)
+        if found is None or _alive(int(found.group(1))):
+            continue
+        path = os.path.join(parent, name)
+        try:
+            st = os.lstat(path)
+            if st.st_uid != os.getuid() or not (S_ISREG(st.st_mode) or S_ISDIR(st.st_mode)):
+                continue
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(path, flags | (os.O_DIRECTORY if S_ISDIR(st.st_mode) else 0))
+        except OSError:
+            continue
+        try:
+            if _locked(fd):
+                _remove(path)
+        finally:
+            os.close(fd)
+
+
+@contextmanager
+def _partial(parent: str, output: str, directory: bool) -> Iterator[str]:
+    """A new file or directory in ``parent`` under a staging name for ``output``, locked
+    while the block runs. Whoever uses it removes or renames it."""
+    tail = ".conda-pack-%d-" % os.getpid()
+    # A name of at most 255 bytes whatever the output's (the random part is 8 long).
+    room = _NAME_MAX - len("." + tail + "12345678.partial")
+    base = os.fsdecode(os.fsencode(os.path.basename(output))[:room])
+    prefix = "." + base + tail
+    try:
+        if directory:
+            tmp = tempfile.mkdtemp(dir=parent, prefix=prefix, suffix=".partial")
+            fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        else:
+            fd, tmp = tempfile.mkstemp(dir=parent, prefix=prefix, suffix=".partial")
+    except OSError as e:
+        raise CondaPackException("Cannot write to %s: %s" % (parent, e.strerror)) from e
+    try:
+        _locked(fd)
+        yield tmp
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def staged_output(output: str, directory: bool) -> Iterator[str]:
     """A temporary path next to ``output``, moved there only if the block succeeds."""
     parent = os.path.dirname(os.path.abspath(output))
-    prefix = "." + os.path.basename(output) + "."
-    try:
-        if directory:
-            tmp = tempfile.mkdtemp(dir=parent, prefix=prefix, suffix=".partial")
-        else:
-            fd, tmp = tempfile.mkstemp(dir=parent, prefix=prefix, suffix=".partial")
-            os.close(fd)
-    except OSError as e:
-        raise CondaPackException("Cannot write to %s: %s" % (parent, e.strerror)) from e
-    try:
-        yield tmp
-        os.chmod(tmp, (0o777 if directory else 0o666) & ~_umask())
-        if directory:
-            _replace_dir(tmp, output)
-        else:
-            os.replace(tmp, output)
-    except CondaPackException as e:
-        _remove(tmp)
-        # The staging name is ours, not the user's: name the output they asked for.
-        # Same class (PackIOError stays catchable as such) and same cause (the OS error).
-        if tmp in str(e):
-            raise type(e)(str(e).replace(tmp, output)) from (e.__cause__ or e)
-        raise
-    except BaseException:
-        _remove(tmp)
-        raise
+    remove_stale_partials(parent)
+    with _partial(parent, output, directory) as tmp:
+        try:
+            yield tmp
+            os.chmod(tmp, (0o777 if directory else 0o666) & ~_umask())
+            if directory:
+                _replace_dir(tmp, output)
+            else:
+                os.replace(tmp, output)
+        except CondaPackException as e:
+            _remove(tmp)
+            # The staging name is ours, not the user's: name the output they asked for.
+            # Same class (PackIOError stays catchable as such) and same cause (the OS error).
+            if tmp in str(e):
+                raise type(e)(str(e).replace(tmp, output)) from (e.__cause__ or e)
+            raise
+        except BaseException:
+            _remove(tmp)
+            raise
 
 
 def _mksquashfs(staging: str, out: str, level: int, threads: int, verbose: bool) -> None:
@@ -433,24 +508,24 @@ def pack_env(
 
     with staged_output(output, directory=kind == "no-archive") as tmp:
         if kind == "squashfs":
-            staging = tempfile.mkdtemp(dir=os.path.dirname(tmp), suffix=".staging")
-            try:
-                _write(
-                    env,
-                    staging,
-                    "dir-linked",
-                    level,
-                    threads,
-                    arcroot,
-                    dest_prefix,
-                    parcel,
-                    zip_symlinks,
-                    zip_64,
-                    verbose,
-                )
-                _mksquashfs(staging, tmp, level, threads, verbose)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
+            with _partial(os.path.dirname(tmp), output, directory=True) as staging:
+                try:
+                    _write(
+                        env,
+                        staging,
+                        "dir-linked",
+                        level,
+                        threads,
+                        arcroot,
+                        dest_prefix,
+                        parcel,
+                        zip_symlinks,
+                        zip_64,
+                        verbose,
+                    )
+                    _mksquashfs(staging, tmp, level, threads, verbose)
+                finally:
+                    shutil.rmtree(staging, ignore_errors=True)
         else:
             writer_format = "dir" if kind == "no-archive" else kind
             _write(
