@@ -7,7 +7,7 @@
 //! workers' budget and the compressor's queue, whatever the size of the environment.
 
 use crate::archive::{Archive, Meta, Origin};
-use crate::content::{self, Body, ContentSpec, Report};
+use crate::content::{self, Body, ContentSpec, Report, Stamp};
 use crate::error::{Cancel, Error, IoContext, Result};
 use crate::ordered::Window;
 use std::collections::{HashMap, HashSet};
@@ -123,7 +123,8 @@ enum Prepared {
         meta: Meta,
         body: Body,
         inode: Option<(u64, u64)>,
-        unchanged: Option<PathBuf>,
+        /// The environment file and its stamp, when the body is that file's content.
+        unchanged: Option<(PathBuf, Stamp)>,
     },
     Symlink {
         meta: Meta,
@@ -278,7 +279,7 @@ impl Sink {
                     }
                 }
                 let origin = Origin {
-                    unchanged: unchanged.as_deref(),
+                    unchanged: unchanged.as_ref().map(|(p, s)| (p.as_path(), s)),
                 };
                 let len = body.len();
                 self.archive()?.file_owned(&meta, body, origin)?;
@@ -373,27 +374,32 @@ fn prepare(
     }
     let meta = meta_for(e, Some(&st), 0o644);
     let size = st.len();
+    // What is read must be the file measured here: a file written to meanwhile fails the
+    // pack rather than going into the archive torn between two versions.
+    let stamp = Stamp::of(&st);
     let (body, report, unchanged) = match content {
-        Content::Copy => (copy_body(path, size)?, None, Some(path.clone())),
+        Content::Copy => (copy_body(path, &stamp)?, None, Some((path.clone(), stamp))),
         Content::CopyChecked(expected) => {
             let report = (size != *expected).then(|| Report {
                 modified: Some(true),
                 problem: Some(format!("{size} bytes where the package has {expected}")),
                 ..Report::default()
             });
-            (copy_body(path, size)?, report, Some(path.clone()))
+            (
+                copy_body(path, &stamp)?,
+                report,
+                Some((path.clone(), stamp)),
+            )
         }
         Content::Process(spec) => {
-            let (body, report) = content::prepare(path, size, spec, PROCESS_INLINE)?;
+            let (body, report) = content::prepare(path, &stamp, spec, PROCESS_INLINE)?;
             (body, Some(report), None)
         }
         Content::CondaMeta => {
-            let bytes = fs::read(path).at(path)?;
-            (
-                Body::Mem(crate::meta::rewrite_record(&bytes, path)?),
-                None,
-                None,
-            )
+            let bytes = content::read_checked(path, size, Some(&stamp))?;
+            let record = crate::meta::rewrite_record(&bytes, path);
+            crate::buffers::give(bytes);
+            (Body::Mem(record?), None, None)
         }
     };
     let copy = matches!(content, Content::Copy | Content::CopyChecked(_));
@@ -413,14 +419,19 @@ fn prepare(
     ))
 }
 
-fn copy_body(path: &Path, size: u64) -> Result<Body> {
-    if size <= COPY_INLINE {
-        Ok(Body::Mem(crate::buffers::read_file(path, size).at(path)?))
+fn copy_body(path: &Path, stamp: &Stamp) -> Result<Body> {
+    if stamp.size() <= COPY_INLINE {
+        Ok(Body::Mem(content::read_checked(
+            path,
+            stamp.size(),
+            Some(stamp),
+        )?))
     } else {
         Ok(Body::File {
             path: path.to_path_buf(),
+            stamp: Some(*stamp),
             steps: Vec::new(),
-            size,
+            size: stamp.size(),
         })
     }
 }
@@ -456,15 +467,16 @@ fn follow_link_in(
     }
     let st = fs::metadata(&real).at(&real)?;
     if st.is_file() {
+        let stamp = Stamp::of(&st);
         return Ok(vec![Prepared::File {
             meta: Meta {
                 path: e.target.clone(),
                 mode: st.mode() & 0o7777,
                 mtime: st.mtime(),
             },
-            body: copy_body(&real, st.len())?,
+            body: copy_body(&real, &stamp)?,
             inode: None,
-            unchanged: Some(real),
+            unchanged: Some((real, stamp)),
         }]);
     }
     // A directory: everything below it, links inside followed under the same rule.
@@ -510,15 +522,16 @@ fn follow_link_in(
                 out.extend(follow_link_in(&child, &c.path(), opts, seen)?);
             } else {
                 let st = c.metadata().at(&c.path())?;
+                let stamp = Stamp::of(&st);
                 out.push(Prepared::File {
                     meta: Meta {
                         path: child.target,
                         mode: st.mode() & 0o7777,
                         mtime: st.mtime(),
                     },
-                    body: copy_body(&c.path(), st.len())?,
+                    body: copy_body(&c.path(), &stamp)?,
                     inode: None,
-                    unchanged: Some(c.path()),
+                    unchanged: Some((c.path(), stamp)),
                 });
             }
         }

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -362,3 +363,99 @@ def test_a_concurrent_pack_is_not_disturbed(full_env, nopython_env, tmp_path):
     assert listing(outdir) == ["live.tar.gz", "next.tar"]
     with tarfile.open(live_out) as t:
         assert sum(1 for m in t if m.isfile() and t.extractfile(m).read() is not None) > 1000
+
+
+# -- files changing while they are packed -----------------------------------------------------
+MIB = 1 << 20
+#: Streamed by the archive writer, and read whole by a worker.
+BIG, SMALL = 48 * MIB, 200 << 10
+
+
+class Changer(threading.Thread):
+    """Changes ``path`` over and over until stopped, each version a run of one byte value
+    (its number), so that any mix of two versions shows."""
+
+    def __init__(self, path: Path, how: str, size: int):
+        super().__init__(daemon=True)
+        self.path, self.how, self.size = path, how, size
+        self.stop = threading.Event()
+        self.versions = 0
+
+    def run(self) -> None:
+        v = 1
+        while not self.stop.is_set():
+            v = v % 250 + 1
+            if self.how == "rewrite":  # in place, same size, 64 KiB at a time
+                with open(self.path, "r+b") as f:
+                    for _ in range(0, self.size, 64 << 10):
+                        f.write(bytes([v]) * (64 << 10))
+            elif self.how == "grow":
+                with open(self.path, "ab") as f:
+                    f.write(bytes([v]) * MIB)
+            elif self.how == "shrink":
+                size = self.path.stat().st_size
+                os.truncate(self.path, size - MIB)
+                if size <= 2 * MIB:
+                    self.path.write_bytes(bytes([v]) * self.size)
+            else:  # vanish, then come back under the same name
+                self.path.unlink()
+                time.sleep(0.001)
+                self.path.write_bytes(bytes([v]) * self.size)
+            self.versions += 1
+
+
+def packed_member(out: Path, fmt: str, name: str) -> bytes:
+    if fmt == "no-archive":
+        return (out / name).read_bytes()
+    if fmt == "zip":
+        with zipfile.ZipFile(out) as z:
+            return z.read(name)
+    with tarfile.open(out) as t:
+        return t.extractfile(name).read()
+
+
+@pytest.mark.parametrize("how", ["rewrite", "grow", "shrink", "vanish"])
+def test_files_changing_while_packed_fail_clearly_or_arrive_whole(how, make_env, tmp_path):
+    """A thread changes files while the real CLI packs them: the pack fails naming the
+    file, or the archive holds one whole version of it, never a mix."""
+    env = make_env(NO_PYTHON)
+    sizes = {"share/big.bin": BIG, "share/small.bin": SMALL}
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    outcomes = set()
+    for fmt in ("tar", "zip", "no-archive"):
+        for name, size in sizes.items():
+            (env / name).write_bytes(b"\1" * size)
+        changed = ["share/big.bin"] + (["share/small.bin"] if how == "rewrite" else [])
+        changers = [Changer(env / n, how, sizes[n]) for n in changed]
+        for c in changers:
+            c.start()
+        try:
+            out = outdir / ("env." + fmt)
+            proc = cp("-p", env, "-o", out, "-q")
+        finally:
+            for c in changers:
+                c.stop.set()
+                c.join()
+        assert all(c.versions > 1 for c in changers), "nothing changed while packing"
+        if proc.returncode:
+            message = assert_user_error(proc, outdir=outdir)
+            assert "\n" not in message.strip(), message
+            assert any(n in message for n in changed), message
+            assert (
+                "changed while it was being packed" in message
+                or "No such file or directory" in message
+            ), message
+            outcomes.add("error")
+            continue
+        outcomes.add("whole")
+        for name in changed:
+            try:
+                data = packed_member(out, fmt, name)
+            except (KeyError, FileNotFoundError):
+                assert how == "vanish", (fmt, name)
+                continue  # gone when the environment was scanned: not in it
+            assert len(set(data)) == 1, "%s %s: torn between versions" % (fmt, name)
+            assert len(data) % MIB == 0 or len(data) == SMALL, (fmt, name, len(data))
+        shutil.rmtree(out) if out.is_dir() else out.unlink()
+    assert outcomes
