@@ -459,3 +459,33 @@ def test_files_changing_while_packed_fail_clearly_or_arrive_whole(how, make_env,
             assert len(data) % MIB == 0 or len(data) == SMALL, (fmt, name, len(data))
         shutil.rmtree(out) if out.is_dir() else out.unlink()
     assert outcomes
+
+
+# -- a full disk ------------------------------------------------------------------------------
+#: Fast levels: the archives are still larger than the small disk below.
+FAST = {"tar.xz": ["--compress-level", "0"], "tar.bz2": ["--compress-level", "1"]}
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """An 8 MB file system, smaller than any archive of the test envs."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    proc = run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", mnt], check=False)
+    if proc.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root): %s" % proc.stderr.strip())
+    try:
+        yield mnt
+    finally:
+        run(["umount", mnt])
+
+
+@pytest.mark.parametrize("fmt", sorted(SLOWEST))
+def test_a_full_disk_fails_cleanly(fmt, full_env, small_disk):
+    if fmt == "squashfs" and shutil.which("mksquashfs") is None:
+        pytest.skip("squashfs-tools not installed")
+    out = small_disk / ("env." + fmt)
+    proc = cp("-p", full_env, "-o", out, "-q", *FAST.get(fmt, []))
+    message = assert_user_error(proc, "No space left on device", outdir=small_disk)
+    assert "\n" not in message.strip(), message
+    assert message.startswith(str(out)), message

@@ -524,6 +524,12 @@ def pack_env(
                         verbose,
                     )
                     _mksquashfs(staging, tmp, level, threads, verbose)
+                except CondaPackException as e:
+                    # A file of the staging tree is no name the user knows: the output is.
+                    message = re.sub(re.escape(staging) + "(/[^:]*)?", lambda _: tmp, str(e))
+                    if message == str(e):
+                        raise
+                    raise type(e)(message) from (e.__cause__ or e)
                 finally:
                     shutil.rmtree(staging, ignore_errors=True)
         else:
