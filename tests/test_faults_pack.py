@@ -9,6 +9,7 @@ directory and nothing outside the environment read or touched.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
@@ -28,7 +29,7 @@ from conda_pack import CondaEnv
 from tests.conftest import NO_PYTHON
 from tests.envfactory import variants
 from tests.helpers import extract, run, tree, zip_names
-from tests.test_cli import assert_user_error, cp, listing, member, ok
+from tests.test_cli import assert_user_error, cp, listing, member, names, ok
 
 
 # -- --ignore-missing-files survives filters --------------------------------------------------
@@ -489,3 +490,67 @@ def test_a_full_disk_fails_cleanly(fmt, full_env, small_disk):
     message = assert_user_error(proc, "No space left on device", outdir=small_disk)
     assert "\n" not in message.strip(), message
     assert message.startswith(str(out)), message
+
+
+# -- files the packer may not read ------------------------------------------------------------
+def without_dac_override() -> None:
+    """For a child run as root: file permissions apply to it as to the files' owner. Drops
+    CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from the bounding set, so the interpreter
+    exec'd next has them nowhere (root's own home, which holds the interpreter here,
+    stays readable, unlike with a switch to ``nobody``)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (1, 2):
+        if libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def run_unprivileged(*args) -> subprocess.CompletedProcess:
+    preexec = without_dac_override if os.geteuid() == 0 else None
+    return subprocess.run(
+        [sys.executable, "-m", "conda_pack", *map(str, args)],
+        capture_output=True,
+        text=True,
+        preexec_fn=preexec,
+    )
+
+
+@pytest.mark.parametrize(
+    "what", ["managed file", "unmanaged file", "directory", "conda-meta record"]
+)
+def test_unreadable_files_are_named(what, make_env, tmp_path):
+    env = make_env(NO_PYTHON)
+    if what == "managed file":
+        victim = env / "share" / "cprog" / "README.txt"
+    elif what == "unmanaged file":
+        victim = env / "share" / "notes.txt"
+        victim.write_text("mine\n")
+    elif what == "directory":
+        victim = env / "share" / "private"
+        victim.mkdir()
+        (victim / "key.txt").write_text("mine\n")
+    else:
+        victim = next((env / "conda-meta").glob("cprog-data-*.json"))
+    if os.geteuid() == 0:
+        probe = subprocess.run(["true"], preexec_fn=without_dac_override, capture_output=True)
+        if probe.returncode != 0:
+            pytest.skip("cannot drop root's file-permission override here")
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    before = tree(env)
+    mode = victim.stat().st_mode
+    rel = str(victim.relative_to(env))
+    victim.chmod(0)
+    try:
+        proc = run_unprivileged("-p", env, "-o", outdir / "env.tar.gz", "-q")
+        message = assert_user_error(proc, str(victim), "Permission denied", outdir=outdir)
+        assert "\n" not in message.strip(), message
+        if what.endswith("file"):
+            assert "--exclude" in message
+            excluded = run_unprivileged(
+                "-p", env, "-o", outdir / "env.tar.gz", "-q", "--exclude", rel
+            )
+            assert excluded.returncode == 0, excluded.stderr
+            assert rel not in names(outdir / "env.tar.gz")
+    finally:
+        victim.chmod(mode)
+    assert tree(env) == before

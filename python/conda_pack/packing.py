@@ -22,7 +22,7 @@ from stat import S_ISDIR, S_ISREG
 from . import _core
 from ._version import __version__
 from .env import CondaEnv, missing_files_error
-from .errors import CondaPackException
+from .errors import CondaPackException, PackIOError
 from .files import FileTable
 from .plan import (
     Plan,
@@ -692,6 +692,14 @@ def _write(
     try:
         _write_plan(writer, plan, bar, take_reports)
         completed = True
+    except PackIOError as e:
+        cause = e.__cause__
+        unreadable = isinstance(cause, PermissionError) and str(cause.filename).startswith(
+            env.prefix + "/"
+        )
+        if not unreadable:
+            raise
+        raise PackIOError("%s: make it readable, or leave it out with --exclude" % e) from cause
     finally:
         if bar is not None:
             bar.close(completed)
