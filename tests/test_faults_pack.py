@@ -554,3 +554,82 @@ def test_unreadable_files_are_named(what, make_env, tmp_path):
     finally:
         victim.chmod(mode)
     assert tree(env) == before
+
+
+# -- hostile names ----------------------------------------------------------------------------
+HOSTILE = [
+    b"new\nline.txt",
+    b'it\'s "quoted" $HOME `x`.txt',
+    b"bad-utf8-\xff\xfe.txt",
+    b"n" * 255,
+    "é".encode() * 127 + b"x",  # 255 bytes, multibyte
+    b" leading and trailing space ",
+    b"-dash-first",
+    b"back\\slash",
+]
+
+
+def plant_hostile_names(env: Path) -> dict[bytes, bytes]:
+    """Files (and a link) with hostile names; some hold the prefix, so conda-unpack has
+    records for them. Returns ``relative path -> content`` (a link: b"-> target")."""
+    share = os.fsencode(env / "share" / "hostile")
+    os.mkdir(share)
+    planted = {}
+    for i, name in enumerate(HOSTILE):
+        data = b"file %d\n" % i
+        if i % 2:
+            data += b"prefix=" + os.fsencode(env) + b"\n"
+        with open(os.path.join(share, name), "wb") as f:
+            f.write(data)
+        planted[b"share/hostile/" + name] = data
+    os.mkdir(os.path.join(share, b"dir\nwith-newline"))
+    with open(os.path.join(share, b"dir\nwith-newline", b"inner\xff"), "wb") as f:
+        f.write(b"inner\n")
+    planted[b"share/hostile/dir\nwith-newline/inner\xff"] = b"inner\n"
+    os.symlink(b"new\nline.txt", os.path.join(share, b"link'\n\xff"))
+    planted[b"share/hostile/link'\n\xff"] = b"-> new\nline.txt"
+    return planted
+
+
+@pytest.mark.parametrize("fmt", sorted(SLOWEST))
+def test_hostile_names_pack_and_extract(fmt, make_env, tmp_path, long_dest):
+    if fmt == "squashfs" and shutil.which("mksquashfs") is None:
+        pytest.skip("squashfs-tools not installed")
+    env = make_env(NO_PYTHON)
+    planted = plant_hostile_names(env)
+    out = tmp_path / ("env." + fmt)
+    extra = ["--zip-symlinks"] if fmt == "zip" else []
+    ok("-p", env, "-o", out, "-q", *FAST.get(fmt, []), *extra)
+    if fmt == "zip":
+        # Info-ZIP drops control characters from names unless told not to.
+        long_dest.mkdir(parents=True)
+        run(["unzip", "-q", "-^", out, "-d", long_dest])
+        root = long_dest
+        with zipfile.ZipFile(out) as z:  # Python's reader too (pip, conda's tools)
+            assert len([n for n in z.namelist() if "/hostile/" in n]) == len(planted)
+    else:
+        root = extract(out, long_dest, fmt)
+    if fmt.startswith("tar") and fmt != "tar.zst":  # Python's tarfile, as a second reader
+        with tarfile.open(out) as t:
+            got = {os.fsencode(n) for n in t.getnames()}
+            assert {b"share/hostile/" + n for n in HOSTILE} <= got
+    run([root / "bin" / "conda-unpack"])
+    old, new = os.fsencode(env), os.fsencode(root)
+    for rel, data in planted.items():
+        path = os.path.join(os.fsencode(root), rel)
+        if data.startswith(b"-> "):
+            assert os.readlink(path) == data[3:], rel
+            continue
+        with open(path, "rb") as f:
+            assert f.read() == data.replace(old, new), rel
+
+
+def test_an_output_name_of_255_bytes(nopython_env, tmp_path):
+    """The staged output's name is longer than the output's: it must still fit."""
+    for name in ("o" * 251 + ".tar", "é" * 125 + "o.zip"):
+        out = tmp_path / name
+        assert len(os.fsencode(out.name)) == 255
+        ok("-p", nopython_env, "-o", out, "-q")
+        assert "bin/conda-unpack" in names(out)
+        assert listing(tmp_path) == [out.name]
+        out.unlink()

@@ -91,6 +91,14 @@ impl TarArchive {
         if meta.mtime < 0 || meta.mtime as u64 > OCTAL_MAX {
             pax.push(("mtime", meta.mtime.to_string().into_bytes()));
         }
+        if pax
+            .iter()
+            .any(|(k, v)| matches!(*k, "path" | "linkpath") && std::str::from_utf8(v).is_err())
+        {
+            // PAX strings are UTF-8 unless this says otherwise, first (as GNU tar and
+            // Python write it): readers then take names as the bytes they are.
+            pax.insert(0, ("hdrcharset", b"BINARY".to_vec()));
+        }
         if !pax.is_empty() {
             self.pax_header(&pax)?;
         }

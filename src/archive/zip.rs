@@ -369,8 +369,9 @@ fn write_zip(
 }
 
 fn flags(name: &[u8]) -> u16 {
-    // Bit 11: the name is UTF-8.
-    if name.is_ascii() {
+    // Bit 11: the name is UTF-8. Not claimed for bytes that are not: readers that trust
+    // it (Python's zipfile) then refuse the whole archive.
+    if name.is_ascii() || std::str::from_utf8(name).is_err() {
         0
     } else {
         1 << 11
