@@ -10,6 +10,7 @@ import fcntl
 import os
 import queue
 import re
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -246,26 +247,44 @@ def remove_stale_partials(parent: str) -> None:
             os.close(fd)
 
 
+def _make_partial(path: str, directory: bool) -> int:
+    """Create ``path`` (failing if it exists) and return a descriptor of it."""
+    if directory:
+        os.mkdir(path, 0o700)
+        return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+
+
 @contextmanager
 def _partial(parent: str, output: str, directory: bool) -> Iterator[str]:
     """A new file or directory in ``parent`` under a staging name for ``output``, locked
-    while the block runs. Whoever uses it removes or renames it."""
+    while the block runs and removed if it fails. A Ctrl-C at any moment, even just
+    after the name is made, leaves nothing behind."""
     tail = ".conda-pack-%d-" % os.getpid()
     # A name of at most 255 bytes whatever the output's (the random part is 8 long).
     room = _NAME_MAX - len("." + tail + "12345678.partial")
-    base = os.fsdecode(os.fsencode(os.path.basename(output))[:room])
-    prefix = "." + base + tail
+    prefix = "." + os.fsdecode(os.fsencode(os.path.basename(output))[:room]) + tail
+    tmp = None
     try:
-        if directory:
-            tmp = tempfile.mkdtemp(dir=parent, prefix=prefix, suffix=".partial")
-            fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        else:
-            fd, tmp = tempfile.mkstemp(dir=parent, prefix=prefix, suffix=".partial")
+        while True:
+            tmp = os.path.join(parent, prefix + secrets.token_hex(4) + ".partial")
+            try:
+                fd = _make_partial(tmp, directory)
+                break
+            except FileExistsError:
+                continue
     except OSError as e:
         raise CondaPackException("Cannot write to %s: %s" % (parent, e.strerror)) from e
+    except BaseException:
+        if tmp is not None:
+            _remove(tmp)  # interrupted, perhaps once it was made
+        raise
     try:
         _locked(fd)
         yield tmp
+    except BaseException:
+        _remove(tmp)
+        raise
     finally:
         os.close(fd)
 
@@ -284,14 +303,10 @@ def staged_output(output: str, directory: bool) -> Iterator[str]:
             else:
                 os.replace(tmp, output)
         except CondaPackException as e:
-            _remove(tmp)
             # The staging name is ours, not the user's: name the output they asked for.
             # Same class (PackIOError stays catchable as such) and same cause (the OS error).
             if tmp in str(e):
                 raise type(e)(str(e).replace(tmp, output)) from (e.__cause__ or e)
-            raise
-        except BaseException:
-            _remove(tmp)
             raise
 
 
