@@ -377,35 +377,33 @@ def _copy_as(f: File, target: str) -> File:
     return c
 
 
-def _position(files, target: str) -> int | None:
-    """Where ``target`` is among the (sorted) ``files``, or None."""
+def _target_at(files, i: int) -> str:
+    return files.target(i) if isinstance(files, FileTable) else files[i].target
+
+
+def _first_from(files, key: str) -> int:
+    """The position of the first of the (sorted) ``files`` whose target is ``key`` or
+    sorts after it."""
     lo, hi = 0, len(files)
-    at = files.target if isinstance(files, FileTable) else (lambda i: files[i].target)
     while lo < hi:
         mid = (lo + hi) // 2
-        if at(mid) < target:
+        if _target_at(files, mid) < key:
             lo = mid + 1
         else:
             hi = mid
-    return lo if lo < len(files) and at(lo) == target else None
+    return lo
+
+
+def _position(files, target: str) -> int | None:
+    """Where ``target`` is among the (sorted) ``files``, or None."""
+    i = _first_from(files, target)
+    return i if i < len(files) and _target_at(files, i) == target else None
 
 
 def _under(files, directory: str) -> range:
-    """Positions of the (sorted) ``files`` below ``directory``."""
-    at = files.target if isinstance(files, FileTable) else (lambda i: files[i].target)
-
-    def first_not_below(bound: str) -> int:
-        lo, hi = 0, len(files)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if at(mid) < bound:
-                lo = mid + 1
-            else:
-                hi = mid
-        return lo
-
-    # Every path below "d/" sorts between "d/" and "d0" ('0' follows '/').
-    return range(first_not_below(directory + "/"), first_not_below(directory + "0"))
+    """Positions of the (sorted) ``files`` below ``directory``: every path below "d/"
+    sorts from "d/" to before "d0" ('0' follows '/')."""
+    return range(_first_from(files, directory + "/"), _first_from(files, directory + "0"))
 
 
 def link_copies(files, prefix: str) -> tuple[list[File], list[File], set[str]]:
