@@ -289,6 +289,15 @@ def _partial(parent: str, output: str, directory: bool) -> Iterator[str]:
         os.close(fd)
 
 
+def _raise_naming(e: CondaPackException, paths: str, name: str) -> None:
+    """Raise ``e`` again with what the regular expression ``paths`` matches in its
+    message shown as ``name``, if it matches: same class (PackIOError stays catchable as
+    such) and same cause (the OS error)."""
+    message = re.sub(paths, lambda _: name, str(e))
+    if message != str(e):
+        raise type(e)(message) from (e.__cause__ or e)
+
+
 @contextmanager
 def staged_output(output: str, directory: bool) -> Iterator[str]:
     """A temporary path next to ``output``, moved there only if the block succeeds."""
@@ -304,9 +313,7 @@ def staged_output(output: str, directory: bool) -> Iterator[str]:
                 os.replace(tmp, output)
         except CondaPackException as e:
             # The staging name is ours, not the user's: name the output they asked for.
-            # Same class (PackIOError stays catchable as such) and same cause (the OS error).
-            if tmp in str(e):
-                raise type(e)(str(e).replace(tmp, output)) from (e.__cause__ or e)
+            _raise_naming(e, re.escape(tmp), output)
             raise
 
 
@@ -521,47 +528,35 @@ def pack_env(
     if verbose:
         print("Packing environment at %r to %r" % (env.prefix, output))
 
+    def write(path: str, writer_format: str) -> None:
+        _write(
+            env,
+            path,
+            writer_format,
+            level,
+            threads,
+            arcroot,
+            dest_prefix,
+            parcel,
+            zip_symlinks,
+            zip_64,
+            verbose,
+        )
+
     with staged_output(output, directory=kind == "no-archive") as tmp:
-        if kind == "squashfs":
-            with _partial(os.path.dirname(tmp), output, directory=True) as staging:
-                try:
-                    _write(
-                        env,
-                        staging,
-                        "dir-linked",
-                        level,
-                        threads,
-                        arcroot,
-                        dest_prefix,
-                        parcel,
-                        zip_symlinks,
-                        zip_64,
-                        verbose,
-                    )
-                    _mksquashfs(staging, tmp, level, threads, verbose)
-                except CondaPackException as e:
-                    # A file of the staging tree is no name the user knows: the output is.
-                    message = re.sub(re.escape(staging) + "(/[^:]*)?", lambda _: tmp, str(e))
-                    if message == str(e):
-                        raise
-                    raise type(e)(message) from (e.__cause__ or e)
-                finally:
-                    shutil.rmtree(staging, ignore_errors=True)
-        else:
-            writer_format = "dir" if kind == "no-archive" else kind
-            _write(
-                env,
-                tmp,
-                writer_format,
-                level,
-                threads,
-                arcroot,
-                dest_prefix,
-                parcel,
-                zip_symlinks,
-                zip_64,
-                verbose,
-            )
+        if kind != "squashfs":
+            write(tmp, "dir" if kind == "no-archive" else kind)
+            return output
+        with _partial(os.path.dirname(tmp), output, directory=True) as staging:
+            try:
+                write(staging, "dir-linked")
+                _mksquashfs(staging, tmp, level, threads, verbose)
+            except CondaPackException as e:
+                # A file of the staging tree is no name the user knows: the output is.
+                _raise_naming(e, re.escape(staging) + "(/[^:]*)?", tmp)
+                raise
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
     return output
 
 
