@@ -82,6 +82,19 @@ impl Cancel {
     }
 }
 
+#[cfg(test)]
+impl Cancel {
+    /// Cancel from another thread `ms` from now; joined, it tells when.
+    pub fn after(&self, ms: u64) -> std::thread::JoinHandle<std::time::Instant> {
+        let cancel = self.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+            cancel.cancel();
+            std::time::Instant::now()
+        })
+    }
+}
+
 #[derive(Debug)]
 struct CancelledIo;
 

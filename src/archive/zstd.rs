@@ -262,7 +262,6 @@ fn compress(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Instant;
 
     #[test]
     fn a_cancelled_stream_stops_without_waiting_for_its_jobs() {
@@ -277,11 +276,7 @@ mod tests {
                 format!("{} of a conda environment {}\n", i, i % 997).as_bytes(),
             );
         }
-        let stopper = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(300));
-            cancel.cancel();
-            Instant::now()
-        });
+        let stopper = cancel.after(300);
         let result = w.write_all(&data).and_then(|()| w.finish().map(|_| ()));
         let asked = stopper.join().unwrap();
         assert!(crate::error::is_cancelled_io(&result.unwrap_err()));
