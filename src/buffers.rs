@@ -122,7 +122,8 @@ pub fn give(v: Vec<u8>) {
 
 /// The whole file at `path` in a pooled buffer; `hint` is its expected size (the file
 /// may have grown or shrunk since it was measured: what is read is what counts).
-pub fn read_file(path: &Path, hint: u64) -> io::Result<Vec<u8>> {
+/// The open file comes back too, for the caller's checks on what was read.
+pub fn read_file(path: &Path, hint: u64) -> io::Result<(Vec<u8>, File)> {
     let file = File::open(path)?;
     // One byte more than expected, so that the read seeing the end needs no new room. A
     // size beyond what any caller holds in memory is not trusted up front: the buffer
@@ -130,7 +131,7 @@ pub fn read_file(path: &Path, hint: u64) -> io::Result<Vec<u8>> {
     const TRUSTED: u64 = 64 << 20;
     let mut buf = take(hint.min(TRUSTED) as usize + 1);
     read_to_end(&file, &mut buf)?;
-    Ok(buf)
+    Ok((buf, file))
 }
 
 /// Append the rest of `file` to `buf`, reading straight into its unused capacity (no
@@ -211,11 +212,11 @@ mod tests {
         let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&path, &data).unwrap();
         for hint in [0u64, 10, 4096, 199_999, 200_000, 1 << 20, u64::MAX] {
-            let got = read_file(&path, hint).unwrap();
+            let got = read_file(&path, hint).unwrap().0;
             assert_eq!(got, data, "hint {hint}");
             give(got);
         }
         std::fs::write(&path, b"").unwrap();
-        assert!(read_file(&path, 0).unwrap().is_empty());
+        assert!(read_file(&path, 0).unwrap().0.is_empty());
     }
 }

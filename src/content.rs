@@ -11,7 +11,7 @@
 //! pass instead, so memory stays bounded by buffers, not by file sizes.
 
 use crate::buffers;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Cancel, Error, IoContext, Result};
 use crate::prefix::{self, Mode, ReplaceError};
 use memchr::memmem;
 use sha2::{Digest, Sha256};
@@ -120,12 +120,67 @@ pub enum Step {
 #[derive(Debug)]
 pub enum Body {
     Mem(Vec<u8>),
-    /// Stream `path` through `steps` when writing; yields exactly `size` bytes.
+    /// Stream `path` through `steps` when writing; yields exactly `size` bytes. With a
+    /// stamp, the file must still be what it was when stamped.
     File {
         path: PathBuf,
+        stamp: Option<Stamp>,
         steps: Vec<Step>,
         size: u64,
     },
+}
+
+/// What identifies a file's content short of reading it: a write changes its size or its
+/// mtime, a rename over it its inode. Not the ctime: it also moves when someone merely
+/// links the inode again (a package cache installing into another environment) or changes
+/// its mode, which alters nothing packed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: i64,
+    mtime_nsec: i64,
+}
+
+impl Stamp {
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn of(m: &std::fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.len(),
+            mtime: m.mtime(),
+            mtime_nsec: m.mtime_nsec(),
+        }
+    }
+
+    /// Whether `file`, opened from `path` and read, is still the file stamped: otherwise
+    /// something wrote to it (or replaced it) while it was read, and what was read may
+    /// be torn between two versions.
+    pub fn check(&self, file: &File, path: &Path) -> Result<()> {
+        if Stamp::of(&file.metadata().at(path)?) == *self {
+            Ok(())
+        } else {
+            Err(changed(path))
+        }
+    }
+}
+
+/// The whole file at `path` (stamped `stamp`, if given) in a pooled buffer.
+pub fn read_checked(path: &Path, size: u64, stamp: Option<&Stamp>) -> Result<Vec<u8>> {
+    let (bytes, file) = buffers::read_file(path, size).at(path)?;
+    if let Some(s) = stamp {
+        if let Err(e) = s.check(&file, path) {
+            buffers::give(bytes);
+            return Err(e);
+        }
+    }
+    Ok(bytes)
 }
 
 impl Body {
@@ -144,9 +199,14 @@ impl Body {
     pub fn write_to(&self, sink: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
         match self {
             Body::Mem(v) => sink(v),
-            Body::File { path, steps, size } => {
+            Body::File {
+                path,
+                stamp,
+                steps,
+                size,
+            } => {
                 let mut written = 0u64;
-                stream(path, steps, &mut |chunk| {
+                stream(path, stamp.as_ref(), steps, &mut |chunk| {
                     written += chunk.len() as u64;
                     if written > *size {
                         return Err(changed(path));
@@ -165,19 +225,23 @@ impl Body {
 pub fn changed(path: &Path) -> Error {
     Error::Io {
         path: path.to_path_buf(),
-        source: std::io::Error::other("file changed while it was being packed"),
+        source: std::io::Error::other(
+            "changed while it was being packed: pack again when nothing is writing to the \
+             environment, or leave the file out with --exclude",
+        ),
     }
 }
 
 /// Decide and compute the archived bytes of the file at `path` (`size` bytes per lstat).
 pub fn prepare(
     path: &Path,
-    size: u64,
+    stamp: &Stamp,
     spec: &ContentSpec,
     inline_limit: u64,
 ) -> Result<(Body, Report)> {
+    let size = stamp.size();
     let inline = size <= inline_limit;
-    let mut env = Material::open(path, size, inline)?;
+    let mut env = Material::open(path, Some(stamp), size, inline)?;
     let mut report = Report::default();
     let mut mat: Option<Material> = None;
     let mut current: Vec<u8> = spec.probe.clone().unwrap_or_default();
@@ -394,7 +458,13 @@ fn cached_copy(cache: &Path, r: &Restore, inline: bool) -> Result<Option<Materia
     if r.sha256.is_none() && r.size.is_some_and(|s| s != meta.len()) {
         return Ok(None);
     }
-    let mat = Material::open(cache, meta.len(), inline && meta.len() <= CHUNK as u64 * 64)?;
+    // The cache is conda's, not the environment: nobody is expected to write there.
+    let mat = Material::open(
+        cache,
+        None,
+        meta.len(),
+        inline && meta.len() <= CHUNK as u64 * 64,
+    )?;
     if let Some(sha) = &r.sha256 {
         if mat.measure(Probe::hash())?.sha256.as_ref() != Some(sha) {
             return Ok(None);
@@ -408,21 +478,30 @@ fn cached_copy(cache: &Path, r: &Restore, inline: bool) -> Result<Option<Materia
 /// copying a many-megabyte binary to start a candidate cost more than hashing it.
 #[derive(Clone)]
 enum Material {
-    Mem { path: PathBuf, data: Rc<Vec<u8>> },
-    File { path: PathBuf, steps: Vec<Step> },
+    Mem {
+        path: PathBuf,
+        data: Rc<Vec<u8>>,
+    },
+    File {
+        path: PathBuf,
+        stamp: Option<Stamp>,
+        steps: Vec<Step>,
+    },
 }
 
 impl Material {
-    /// `size`: what the file is expected to hold, to size its buffer.
-    fn open(path: &Path, size: u64, inline: bool) -> Result<Material> {
+    /// `size`: what the file is expected to hold, to size its buffer. Every read of the
+    /// file checks `stamp`, if given.
+    fn open(path: &Path, stamp: Option<&Stamp>, size: u64, inline: bool) -> Result<Material> {
         if inline {
             Ok(Material::Mem {
                 path: path.to_path_buf(),
-                data: Rc::new(buffers::read_file(path, size).at(path)?),
+                data: Rc::new(read_checked(path, size, stamp)?),
             })
         } else {
             Ok(Material::File {
                 path: path.to_path_buf(),
+                stamp: stamp.copied(),
                 steps: Vec::new(),
             })
         }
@@ -454,10 +533,12 @@ impl Material {
     fn measure(&self, mut probe: Probe) -> Result<Measured> {
         match self {
             Material::Mem { data, .. } => probe.feed(data),
-            Material::File { path, steps } => stream(path, steps, &mut |c| {
-                probe.feed(c);
-                Ok(())
-            })?,
+            Material::File { path, stamp, steps } => {
+                stream(path, stamp.as_ref(), steps, &mut |c| {
+                    probe.feed(c);
+                    Ok(())
+                })?
+            }
         }
         Ok(probe.finish())
     }
@@ -475,7 +556,12 @@ impl Material {
             Material::Mem { data, .. } => {
                 Body::Mem(Rc::try_unwrap(data).unwrap_or_else(|shared| (*shared).clone()))
             }
-            Material::File { path, steps } => Body::File { path, steps, size },
+            Material::File { path, stamp, steps } => Body::File {
+                path,
+                stamp,
+                steps,
+                size,
+            },
         }
     }
 }
@@ -686,9 +772,33 @@ fn apply(
     }
 }
 
-/// Read `path` in chunks, run them through `steps`, and hand the output to `sink`.
+thread_local! {
+    /// The stop flag of the archive this thread reads files for (see [`watch`]).
+    static WATCHED: std::cell::RefCell<Option<Cancel>> = const { std::cell::RefCell::new(None) };
+}
+
+/// While the guard lives, files streamed on this thread stop between chunks once
+/// `cancel` is set: a pass over a file of gigabytes is seconds of reading.
+pub fn watch(cancel: &Cancel) -> impl Drop {
+    struct Unwatch;
+    impl Drop for Unwatch {
+        fn drop(&mut self) {
+            WATCHED.with(|w| w.borrow_mut().take());
+        }
+    }
+    WATCHED.with(|w| *w.borrow_mut() = Some(cancel.clone()));
+    Unwatch
+}
+
+fn check_watched() -> Result<()> {
+    WATCHED.with(|w| w.borrow().as_ref().map_or(Ok(()), Cancel::check))
+}
+
+/// Read `path` in chunks, run them through `steps`, and hand the output to `sink`; the
+/// file must still be as stamped (if `stamp`) once read.
 pub fn stream(
     path: &Path,
+    stamp: Option<&Stamp>,
     steps: &[Step],
     sink: &mut dyn FnMut(&[u8]) -> Result<()>,
 ) -> Result<()> {
@@ -698,6 +808,7 @@ pub fn stream(
     let mut buf = buffers::take(CHUNK);
     buf.resize(CHUNK, 0);
     loop {
+        check_watched()?;
         let n = read_full(&mut file, &mut buf).at(path)?;
         let is_last = n < buf.len();
         if steps.is_empty() {
@@ -725,7 +836,10 @@ pub fn stream(
         }
         if is_last {
             buffers::give(buf);
-            return Ok(());
+            return match stamp {
+                Some(s) => s.check(&file, path),
+                None => Ok(()),
+            };
         }
     }
 }

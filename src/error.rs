@@ -3,6 +3,8 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -36,6 +38,84 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Error {
+    /// An I/O failure at `path`; a stream stopped by [`Cancel`] is [`Error::Cancelled`].
+    pub fn io(path: PathBuf, source: io::Error) -> Error {
+        if is_cancelled_io(&source) {
+            Error::Cancelled
+        } else {
+            Error::Io { path, source }
+        }
+    }
+}
+
+/// The stop flag of one archive, shared by everything working on it: the packer's
+/// readers and writer and the compressors' own threads, which look at it between blocks.
+/// Once set (Ctrl-C, or a failure elsewhere) the archive is abandoned, never finished.
+#[derive(Clone, Debug, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    pub fn check(&self) -> Result<()> {
+        if self.is_cancelled() {
+            Err(Error::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// [`Cancel::check`] inside byte streams, whose errors are `io::Error`s.
+    pub fn check_io(&self) -> io::Result<()> {
+        if self.is_cancelled() {
+            Err(cancelled_io())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+impl Cancel {
+    /// Cancel from another thread `ms` from now; joined, it tells when.
+    pub fn after(&self, ms: u64) -> std::thread::JoinHandle<std::time::Instant> {
+        let cancel = self.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+            cancel.cancel();
+            std::time::Instant::now()
+        })
+    }
+}
+
+#[derive(Debug)]
+struct CancelledIo;
+
+impl std::fmt::Display for CancelledIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+
+impl std::error::Error for CancelledIo {}
+
+/// The error a byte stream stops with once its archive is cancelled. Not
+/// `ErrorKind::Interrupted`: `write_all` would retry that.
+pub fn cancelled_io() -> io::Error {
+    io::Error::other(CancelledIo)
+}
+
+pub fn is_cancelled_io(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<CancelledIo>())
+}
+
 /// Attach a path to an `io::Error`.
 pub trait IoContext<T> {
     fn at(self, path: &Path) -> Result<T>;
@@ -50,9 +130,6 @@ impl<T> IoContext<T> for io::Result<T> {
     }
 
     fn at_with(self, path: impl FnOnce() -> PathBuf) -> Result<T> {
-        self.map_err(|source| Error::Io {
-            path: path(),
-            source,
-        })
+        self.map_err(|source| Error::io(path(), source))
     }
 }

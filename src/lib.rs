@@ -16,7 +16,7 @@ pub mod scan;
 
 use crate::archive::{Compression, DirArchive, TarArchive, ZipArchive};
 use crate::content::{ContentSpec, Outcome, Report, Restore};
-use crate::error::Error;
+use crate::error::{Cancel, Error};
 use crate::pack::{Content, PackEntry, PackOptions, Packer, Progress, Source};
 use pyo3::exceptions::{PyKeyboardInterrupt, PyOSError, PyValueError};
 use pyo3::prelude::*;
@@ -25,7 +25,7 @@ use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// Raise `conda_pack.errors.<class>(message)`, chaining `cause` as `__cause__`.
@@ -343,6 +343,51 @@ fn report_tuple(r: Report) -> ReportTuple {
 #[pyclass(module = "conda_pack._core")]
 struct ArchiveWriter {
     packer: Mutex<Packer>,
+    /// Set on Ctrl-C (or a failing progress callback): every thread working on the
+    /// archive stops within a block.
+    cancel: Cancel,
+}
+
+/// Run `work` on a thread of its own with the GIL released, and meanwhile, about ten
+/// times a second and until it returns, check for Ctrl-C and call `poll`. A pending signal
+/// or a failing `poll` cancels the archive; its error is returned with the work's result
+/// (which is then usually `Error::Cancelled`).
+fn interruptible<T: Send>(
+    py: Python<'_>,
+    cancel: &Cancel,
+    mut poll: impl FnMut(Python<'_>) -> PyResult<()> + Send,
+    work: impl FnOnce() -> error::Result<T> + Send,
+) -> (Option<PyErr>, error::Result<T>) {
+    let mut interrupt: Option<PyErr> = None;
+    let result = py.detach(|| {
+        std::thread::scope(|s| {
+            // Woken as soon as the work returns: a chunk of a big plan may take only
+            // milliseconds, so sleeping out a full poll interval would add up.
+            let (done, finished) = crossbeam_channel::bounded::<()>(1);
+            let worker = s.spawn(move || {
+                let r = work();
+                drop(done);
+                r
+            });
+            while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+                finished.recv_timeout(Duration::from_millis(100))
+            {
+                Python::attach(|py| {
+                    if interrupt.is_some() {
+                        return;
+                    }
+                    if let Err(e) = py.check_signals().and_then(|()| poll(py)) {
+                        cancel.cancel();
+                        interrupt = Some(e);
+                    }
+                });
+            }
+            worker
+                .join()
+                .unwrap_or(Err(Error::Invalid("packing thread panicked".into())))
+        })
+    });
+    (interrupt, result)
 }
 
 fn compression(format: &str, level: i32) -> PyResult<Option<Compression>> {
@@ -387,6 +432,7 @@ impl ArchiveWriter {
     ) -> PyResult<Self> {
         let threads = threads.max(1);
         let comp = compression(format, level)?;
+        let cancel = Cancel::default();
         let io = |e: std::io::Error| {
             to_py(
                 py,
@@ -407,6 +453,7 @@ impl ArchiveWriter {
                     zip_symlinks,
                     zip64,
                     threads,
+                    &cancel,
                 ))
             }
             ("dir", _) | ("dir-linked", _) => Box::new(
@@ -414,7 +461,7 @@ impl ArchiveWriter {
             ),
             (_, Some(c)) => {
                 let file = archive::create_output(&path).map_err(io)?;
-                let enc = archive::Encoder::new(file, c, threads).map_err(io)?;
+                let enc = archive::Encoder::new(file, c, threads, &cancel).map_err(io)?;
                 Box::new(TarArchive::new(enc, &path))
             }
             _ => unreachable!("compression() covers every format"),
@@ -433,6 +480,7 @@ impl ArchiveWriter {
         let packer = Packer::new(archive, opts).map_err(|e| to_py(py, e))?;
         Ok(ArchiveWriter {
             packer: Mutex::new(packer),
+            cancel,
         })
     }
 
@@ -449,64 +497,33 @@ impl ArchiveWriter {
             .iter()
             .map(|e| entry_arg(&e))
             .collect::<PyResult<_>>()?;
-        let counters = Arc::new(Progress::default());
+        let counters = Progress::new(&self.cancel);
         let mut guard = self
             .packer
             .lock()
             .map_err(|_| PyValueError::new_err("writer poisoned"))?;
         let packer: &mut Packer = &mut guard;
-        let mut interrupt: Option<PyErr> = None;
-        let result = py.detach(|| {
-            std::thread::scope(|s| {
-                // Woken as soon as the packer returns: a chunk of a big plan may take only
-                // milliseconds, so sleeping out a full poll interval would add up.
-                let (done, finished) = crossbeam_channel::bounded::<()>(1);
-                let (entries, counters_ref) = (&entries, &*counters);
-                let worker = s.spawn(move || {
-                    let r = packer.write(entries, counters_ref);
-                    drop(done);
-                    r
-                });
-                while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
-                    finished.recv_timeout(Duration::from_millis(100))
-                {
-                    Python::attach(|py| {
-                        if interrupt.is_none() {
-                            if let Err(e) = py.check_signals() {
-                                counters.cancel.store(true, Ordering::Relaxed);
-                                interrupt = Some(e);
-                                return;
-                            }
-                        }
-                        if let Some(cb) = &progress {
-                            let done = (
-                                counters.files.load(Ordering::Relaxed),
-                                counters.bytes.load(Ordering::Relaxed),
-                            );
-                            if let Err(e) = cb.call1(py, done) {
-                                counters.cancel.store(true, Ordering::Relaxed);
-                                interrupt.get_or_insert(e);
-                            }
-                        }
-                    });
-                }
-                worker
-                    .join()
-                    .unwrap_or(Err(Error::Invalid("packing thread panicked".into())))
-            })
+        let report = |py: Python<'_>| -> PyResult<()> {
+            match &progress {
+                Some(cb) => cb
+                    .call1(
+                        py,
+                        (
+                            counters.files.load(Ordering::Relaxed),
+                            counters.bytes.load(Ordering::Relaxed),
+                        ),
+                    )
+                    .map(|_| ()),
+                None => Ok(()),
+            }
+        };
+        let (interrupt, result) = interruptible(py, &self.cancel, report, || {
+            packer.write(&entries, &counters)
         });
         if let Some(e) = interrupt {
             return Err(e);
         }
-        if let Some(cb) = &progress {
-            cb.call1(
-                py,
-                (
-                    counters.files.load(Ordering::Relaxed),
-                    counters.bytes.load(Ordering::Relaxed),
-                ),
-            )?;
-        }
+        report(py)?;
         let reports = result.map_err(|e| to_py(py, e))?;
         Ok(reports
             .into_iter()
@@ -521,7 +538,12 @@ impl ArchiveWriter {
             .lock()
             .map_err(|_| PyValueError::new_err("writer poisoned"))?;
         let packer: &mut Packer = &mut guard;
-        py.detach(|| packer.finish()).map_err(|e| to_py(py, e))
+        // Finishing is where xz and zstd at high levels spend most of their time.
+        let (interrupt, result) = interruptible(py, &self.cancel, |_| Ok(()), || packer.finish());
+        if let Some(e) = interrupt {
+            return Err(e);
+        }
+        result.map_err(|e| to_py(py, e))
     }
 }
 

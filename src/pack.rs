@@ -7,8 +7,8 @@
 //! workers' budget and the compressor's queue, whatever the size of the environment.
 
 use crate::archive::{Archive, Meta, Origin};
-use crate::content::{self, Body, ContentSpec, Report};
-use crate::error::{Error, IoContext, Result};
+use crate::content::{self, Body, ContentSpec, Report, Stamp};
+use crate::error::{Cancel, Error, IoContext, Result};
 use crate::ordered::Window;
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
@@ -17,7 +17,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Unchanged files up to this size are read by the workers; larger ones are streamed by
 /// the writer straight into the compressor.
@@ -69,21 +69,24 @@ pub struct PackEntry {
     pub size: u64,
 }
 
-/// Counters the coordinating thread reads while workers run, and the stop flag.
+/// Counters the coordinating thread reads while workers run, and the archive's stop flag.
 #[derive(Default)]
 pub struct Progress {
     pub files: AtomicU64,
     pub bytes: AtomicU64,
-    pub cancel: AtomicBool,
+    pub cancel: Cancel,
 }
 
 impl Progress {
-    fn check(&self) -> Result<()> {
-        if self.cancel.load(Ordering::Relaxed) {
-            Err(Error::Cancelled)
-        } else {
-            Ok(())
+    pub fn new(cancel: &Cancel) -> Progress {
+        Progress {
+            cancel: cancel.clone(),
+            ..Progress::default()
         }
+    }
+
+    fn check(&self) -> Result<()> {
+        self.cancel.check()
     }
 }
 
@@ -120,7 +123,8 @@ enum Prepared {
         meta: Meta,
         body: Body,
         inode: Option<(u64, u64)>,
-        unchanged: Option<PathBuf>,
+        /// The environment file and its stamp, when the body is that file's content.
+        unchanged: Option<(PathBuf, Stamp)>,
     },
     Symlink {
         meta: Meta,
@@ -145,12 +149,27 @@ impl Packer {
     }
 
     /// Write `entries` in order. Returns the report of every processed file, by index.
+    /// After an error the archive is abandoned: its compressors stop and their threads
+    /// end now, not whenever this packer is dropped.
     pub fn write(
         &mut self,
         entries: &[PackEntry],
         progress: &Progress,
     ) -> Result<Vec<(usize, Report)>> {
-        let stores_symlinks = self.sink.archive().stores_symlinks();
+        let result = self.write_all(entries, progress);
+        if result.is_err() {
+            progress.cancel.cancel();
+            self.sink.archive = None;
+        }
+        result
+    }
+
+    fn write_all(
+        &mut self,
+        entries: &[PackEntry],
+        progress: &Progress,
+    ) -> Result<Vec<(usize, Report)>> {
+        let stores_symlinks = self.sink.archive()?.stores_symlinks();
         let window = Window::new(IN_FLIGHT_BYTES, MAX_AHEAD);
         let cost = |i: usize| held_in_memory(&entries[i]);
         let opts = &self.opts;
@@ -161,6 +180,7 @@ impl Packer {
                 let spawned = std::thread::Builder::new()
                     .name(format!("conda-pack-read-{w}"))
                     .spawn_scoped(s, move || {
+                        let _watch = content::watch(&progress.cancel);
                         while let Some(i) = window.claim(entries.len(), cost) {
                             // A panic must still hand in a result: the writer waits for it.
                             let r = catch_unwind(AssertUnwindSafe(|| {
@@ -182,6 +202,7 @@ impl Packer {
                 }
             }
             let mut reports = Vec::new();
+            let _watch = content::watch(&progress.cancel);
             let result = (|| {
                 for index in 0..entries.len() {
                     // Only this thread stops the window, after this loop.
@@ -206,7 +227,7 @@ impl Packer {
             })();
             if result.is_err() {
                 // Workers check the flag before each file.
-                progress.cancel.store(true, Ordering::Relaxed);
+                progress.cancel.cancel();
             }
             window.stop();
             result.map(|_| reports)
@@ -215,16 +236,17 @@ impl Packer {
 
     /// Complete the archive.
     pub fn finish(&mut self) -> Result<()> {
-        match self.sink.archive.take() {
-            Some(a) => a.finish(),
-            None => Ok(()),
-        }
+        self.sink.archive.take().ok_or_else(abandoned)?.finish()
     }
 }
 
+fn abandoned() -> Error {
+    Error::Invalid("the archive was abandoned after an error or finished already".into())
+}
+
 impl Sink {
-    fn archive(&mut self) -> &mut dyn Archive {
-        self.archive.as_deref_mut().expect("archive open")
+    fn archive(&mut self) -> Result<&mut (dyn Archive + 'static)> {
+        self.archive.as_deref_mut().ok_or_else(abandoned)
     }
 
     fn emit(&mut self, item: Prepared) -> Result<u64> {
@@ -248,29 +270,29 @@ impl Sink {
             } => {
                 let meta = full(&meta);
                 if let Some(key) = inode {
-                    if self.archive().supports_hardlinks() {
+                    if self.archive()?.supports_hardlinks() {
                         if let Some(first) = self.inodes.get(&key).cloned() {
-                            self.archive().hardlink(&meta, &first)?;
+                            self.archive()?.hardlink(&meta, &first)?;
                             return Ok(0);
                         }
                         self.inodes.insert(key, meta.path.clone());
                     }
                 }
                 let origin = Origin {
-                    unchanged: unchanged.as_deref(),
+                    unchanged: unchanged.as_ref().map(|(p, s)| (p.as_path(), s)),
                 };
                 let len = body.len();
-                self.archive().file_owned(&meta, body, origin)?;
+                self.archive()?.file_owned(&meta, body, origin)?;
                 Ok(len)
             }
             Prepared::Symlink { meta, target } => {
                 let meta = full(&meta);
-                self.archive().symlink(&meta, &target)?;
+                self.archive()?.symlink(&meta, &target)?;
                 Ok(0)
             }
             Prepared::Dir { meta } => {
                 let meta = full(&meta);
-                self.archive().dir(&meta)?;
+                self.archive()?.dir(&meta)?;
                 Ok(0)
             }
         }
@@ -352,27 +374,32 @@ fn prepare(
     }
     let meta = meta_for(e, Some(&st), 0o644);
     let size = st.len();
+    // What is read must be the file measured here: a file written to meanwhile fails the
+    // pack rather than going into the archive torn between two versions.
+    let stamp = Stamp::of(&st);
     let (body, report, unchanged) = match content {
-        Content::Copy => (copy_body(path, size)?, None, Some(path.clone())),
+        Content::Copy => (copy_body(path, &stamp)?, None, Some((path.clone(), stamp))),
         Content::CopyChecked(expected) => {
             let report = (size != *expected).then(|| Report {
                 modified: Some(true),
                 problem: Some(format!("{size} bytes where the package has {expected}")),
                 ..Report::default()
             });
-            (copy_body(path, size)?, report, Some(path.clone()))
+            (
+                copy_body(path, &stamp)?,
+                report,
+                Some((path.clone(), stamp)),
+            )
         }
         Content::Process(spec) => {
-            let (body, report) = content::prepare(path, size, spec, PROCESS_INLINE)?;
+            let (body, report) = content::prepare(path, &stamp, spec, PROCESS_INLINE)?;
             (body, Some(report), None)
         }
         Content::CondaMeta => {
-            let bytes = fs::read(path).at(path)?;
-            (
-                Body::Mem(crate::meta::rewrite_record(&bytes, path)?),
-                None,
-                None,
-            )
+            let bytes = content::read_checked(path, size, Some(&stamp))?;
+            let record = crate::meta::rewrite_record(&bytes, path);
+            crate::buffers::give(bytes);
+            (Body::Mem(record?), None, None)
         }
     };
     let copy = matches!(content, Content::Copy | Content::CopyChecked(_));
@@ -392,14 +419,19 @@ fn prepare(
     ))
 }
 
-fn copy_body(path: &Path, size: u64) -> Result<Body> {
-    if size <= COPY_INLINE {
-        Ok(Body::Mem(crate::buffers::read_file(path, size).at(path)?))
+fn copy_body(path: &Path, stamp: &Stamp) -> Result<Body> {
+    if stamp.size() <= COPY_INLINE {
+        Ok(Body::Mem(content::read_checked(
+            path,
+            stamp.size(),
+            Some(stamp),
+        )?))
     } else {
         Ok(Body::File {
             path: path.to_path_buf(),
+            stamp: Some(*stamp),
             steps: Vec::new(),
-            size,
+            size: stamp.size(),
         })
     }
 }
@@ -407,6 +439,17 @@ fn copy_body(path: &Path, size: u64) -> Result<Body> {
 /// For archives that cannot hold symlinks: store what the link points to, refusing links
 /// that lead out of the environment or nowhere.
 fn follow_link(e: &PackEntry, link: &Path, opts: &PackOptions) -> Result<Vec<Prepared>> {
+    follow_link_in(e, link, opts, &mut HashSet::new())
+}
+
+/// [`follow_link`], `seen` holding the directories already stored: links inside them that
+/// lead back (`dir/again -> .`) are not followed again, or the walk would never end.
+fn follow_link_in(
+    e: &PackEntry,
+    link: &Path,
+    opts: &PackOptions,
+    seen: &mut HashSet<PathBuf>,
+) -> Result<Vec<Prepared>> {
     let root = fs::canonicalize(&opts.prefix).at(&opts.prefix)?;
     let shown = String::from_utf8_lossy(&e.target).into_owned();
     let real = match fs::canonicalize(link) {
@@ -424,21 +467,21 @@ fn follow_link(e: &PackEntry, link: &Path, opts: &PackOptions) -> Result<Vec<Pre
     }
     let st = fs::metadata(&real).at(&real)?;
     if st.is_file() {
+        let stamp = Stamp::of(&st);
         return Ok(vec![Prepared::File {
             meta: Meta {
                 path: e.target.clone(),
                 mode: st.mode() & 0o7777,
                 mtime: st.mtime(),
             },
-            body: copy_body(&real, st.len())?,
+            body: copy_body(&real, &stamp)?,
             inode: None,
-            unchanged: Some(real),
+            unchanged: Some((real, stamp)),
         }]);
     }
     // A directory: everything below it, links inside followed under the same rule.
     let mut out = Vec::new();
     let mut stack = vec![(real.clone(), e.target.clone())];
-    let mut seen = std::collections::HashSet::new();
     while let Some((dir, target)) = stack.pop() {
         if !seen.insert(dir.clone()) {
             continue; // a link loop back into a directory already stored
@@ -476,18 +519,19 @@ fn follow_link(e: &PackEntry, link: &Path, opts: &PackOptions) -> Result<Vec<Pre
             if ft.is_dir() {
                 stack.push((c.path(), child.target));
             } else if ft.is_symlink() {
-                out.extend(follow_link(&child, &c.path(), opts)?);
+                out.extend(follow_link_in(&child, &c.path(), opts, seen)?);
             } else {
                 let st = c.metadata().at(&c.path())?;
+                let stamp = Stamp::of(&st);
                 out.push(Prepared::File {
                     meta: Meta {
                         path: child.target,
                         mode: st.mode() & 0o7777,
                         mtime: st.mtime(),
                     },
-                    body: copy_body(&c.path(), st.len())?,
+                    body: copy_body(&c.path(), &stamp)?,
                     inode: None,
-                    unchanged: Some(c.path()),
+                    unchanged: Some((c.path(), stamp)),
                 });
             }
         }

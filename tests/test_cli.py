@@ -1030,6 +1030,9 @@ def test_ctrl_c(fmt, full_env, outdir):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As a user's shell delivers Ctrl-C: a test run started in the background
+        # inherits SIGINT ignored, and the packer would too.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60

@@ -190,6 +190,7 @@ def read_files(
     rows = array("I")
     keep = rows.append
     missing: dict[tuple[str, str], list[str]] = {}
+    caches: dict[str, str] = {}
     for e, path in enumerate(cols.targets()):
         kind = kinds[e]
         index = package[e]
@@ -213,9 +214,11 @@ def read_files(
                 missing.setdefault((pkg.name, pkg.version), []).append(path)
             continue
         if kind == _LINK and ptype not in ("softlink", None):
-            # Installed as a link into the package cache: pack the file it points to.
+            # Installed as a link into the package cache: pack the file it points to. A
+            # link anywhere else was put there after install; following it would archive
+            # a file from outside the environment, so it is packed as the link it is.
             real = os.path.realpath(prefix + "/" + path)
-            if os.path.isfile(real):
+            if _in_own_cache(real, pkg, caches) and os.path.isfile(real):
                 f = File(real, path, True, None, None)
                 f._package, f._size = pkg, os.path.getsize(real)
                 special[e] = f
@@ -269,6 +272,17 @@ def read_files(
     return files, packages, layout
 
 
+def _in_own_cache(real: str, pkg: Package, caches: dict[str, str]) -> bool:
+    """Whether ``real`` lies in ``pkg``'s own directory in the package cache (resolved
+    once per package into ``caches``)."""
+    if not pkg.link_source:
+        return False
+    cache = caches.get(pkg.link_source)
+    if cache is None:
+        cache = caches[pkg.link_source] = os.path.realpath(pkg.link_source)
+    return real.startswith(cache.rstrip("/") + "/")
+
+
 def _sorted(files):
     if isinstance(files, FileTable):
         return files.sorted()
@@ -314,13 +328,20 @@ class CondaEnv:
         The environment's directory, absolute.
     files : list of File
         What will be archived, one :class:`File` each, sorted by path in the archive.
+    ignore_missing_files : bool
+        Pack even if files conda installed are missing or were changed. Loading already
+        left out the missing ones; changes are only found while packing, so the flag
+        stays with the environment and every environment filtered from it.
     """
 
-    def __init__(self, prefix: str, files, excluded_files=None) -> None:
+    def __init__(
+        self, prefix: str, files, excluded_files=None, *, ignore_missing_files: bool = False
+    ) -> None:
         self.prefix = prefix
         # A FileTable until someone asks for ``files``; then the list they were given.
         self._files = _sorted(files)
         self._excluded_files = excluded_files if excluded_files is not None else []
+        self.ignore_missing_files = ignore_missing_files
         self._packages: list[Package] = []
         self._layout = Layout(False, None)
 
@@ -337,7 +358,7 @@ class CondaEnv:
         self._files = value
 
     def _derived(self, files, excluded) -> CondaEnv:
-        env = CondaEnv(self.prefix, files, excluded)
+        env = CondaEnv(self.prefix, files, excluded, ignore_missing_files=self.ignore_missing_files)
         env._packages = self._packages
         env._layout = self._layout
         return env
@@ -374,7 +395,7 @@ class CondaEnv:
         """
         prefix = os.path.abspath(prefix)
         files, packages, layout = read_files(prefix, **kwargs)
-        env = cls(prefix, files)
+        env = cls(prefix, files, ignore_missing_files=kwargs.get("ignore_missing_files", False))
         env._packages = packages
         env._layout = layout
         return env

@@ -42,6 +42,7 @@ class File:
         "_package",
         "_size",
         "_check_size",
+        "_copy_of",
     )
 
     def __init__(
@@ -65,6 +66,9 @@ class File:
         self._size: int | None = None
         #: The packer must report this conda file if its size is not `_size`.
         self._check_size = False
+        #: The file this one copies under another name (for a link, in archives that
+        #: store copies instead of links).
+        self._copy_of: File | None = None
 
     @classmethod
     def _in_env(cls, root, target, is_conda, file_mode, placeholder, size, package) -> File:
@@ -81,6 +85,7 @@ class File:
         f._package = package
         f._size = size
         f._check_size = False
+        f._copy_of = None
         return f
 
     @property
@@ -134,6 +139,7 @@ class EnvColumns:
         "legacy",
         "special",
         "shared_inodes",
+        "kind",
     )
 
     def __init__(self, root: str, columns: dict, packages: list[Package]) -> None:
@@ -159,6 +165,9 @@ class EnvColumns:
         #: Inodes found under several names here (native u64s): the packer need only
         #: remember these to store hard links.
         self.shared_inodes: bytes = columns["shared_inodes"]
+        #: index_env's kind letter per entry (``l`` for a symlink): the few links are
+        #: found in it by a scan in C when an archive must store copies for them.
+        self.kind: bytes = columns["kind"]
 
     def target(self, e: int) -> str:
         start = self.ends[e - 1] + 1 if e else 0
@@ -286,6 +295,20 @@ class FileTable(Sequence):
         if not found:
             return self
         return FileTable(self._cols, array("I", (e for e in self._rows if e not in found)))
+
+    def links(self) -> list[int]:
+        """Positions of the rows that are symlinks on disk (a link into the package
+        cache, packed as the file it names, is not one)."""
+        kind, rows, special = self._cols.kind, self._rows, self._cols.special
+        found = []
+        e = kind.find(b"l")
+        while e >= 0:
+            if e not in special:
+                i = bisect_left(rows, e)
+                if i < len(rows) and rows[i] == e:
+                    found.append(i)
+            e = kind.find(b"l", e + 1)
+        return found
 
     def sorted(self) -> FileTable:
         # Sorting sorted rows is a linear pass in C; checking them in Python was slower.

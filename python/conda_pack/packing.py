@@ -6,19 +6,24 @@ only when complete, so a failure or Ctrl-C never leaves a partial archive behind
 
 from __future__ import annotations
 
+import fcntl
 import os
 import queue
+import re
+import secrets
 import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from stat import S_ISDIR, S_ISREG
 
 from . import _core
 from ._version import __version__
 from .env import CondaEnv, missing_files_error
-from .errors import CondaPackException
+from .errors import CondaPackException, PackIOError
 from .files import FileTable
 from .plan import (
     Plan,
@@ -168,7 +173,6 @@ def pack(
         env = CondaEnv.from_name(name, **kwargs)
     else:
         env = CondaEnv.from_default(**kwargs)
-    env._ignore_missing_files = ignore_missing_files
     for kind, pattern in filters or ():
         if kind == "exclude":
             env = env.exclude(pattern)
@@ -221,36 +225,129 @@ def _replace_dir(tmp: str, output: str) -> None:
     os.rename(tmp, output)
 
 
+#: The names we stage output under, next to it: ``.<output>.conda-pack-<pid>-<random>.partial``.
+#: The pid, and a lock held on the file or directory while the pack runs, tell a live
+#: pack's from one killed mid-way, which the next pack into the directory removes.
+_STAGING = re.compile(r"\..*\.conda-pack-([0-9]+)-[a-z0-9_]+\.partial\Z", re.S)
+_NAME_MAX = 255
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's
+    return True
+
+
+def _locked(fd: int) -> bool:
+    """Take the lock on ``fd`` if nobody holds it; False if someone does (or the file
+    system has no locks, when nobody can tell)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def remove_stale_partials(parent: str) -> None:
+    """Remove our staged outputs in ``parent`` left by packs that died (SIGKILL, power
+    loss): only names of our pattern, owned by this user, whose process is gone and whose
+    lock nobody holds. Anything else is left alone."""
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        found = _STAGING.match(name)
+        if found is None or _alive(int(found.group(1))):
+            continue
+        path = os.path.join(parent, name)
+        try:
+            st = os.lstat(path)
+            if st.st_uid != os.getuid() or not (S_ISREG(st.st_mode) or S_ISDIR(st.st_mode)):
+                continue
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(path, flags | (os.O_DIRECTORY if S_ISDIR(st.st_mode) else 0))
+        except OSError:
+            continue
+        try:
+            if _locked(fd):
+                _remove(path)
+        finally:
+            os.close(fd)
+
+
+def _make_partial(path: str, directory: bool) -> int:
+    """Create ``path`` (failing if it exists) and return a descriptor of it."""
+    if directory:
+        os.mkdir(path, 0o700)
+        return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+
+
+@contextmanager
+def _partial(parent: str, output: str, directory: bool) -> Iterator[str]:
+    """A new file or directory in ``parent`` under a staging name for ``output``, locked
+    while the block runs and removed if it fails. A Ctrl-C at any moment, even just
+    after the name is made, leaves nothing behind."""
+    tail = ".conda-pack-%d-" % os.getpid()
+    # A name of at most 255 bytes whatever the output's (the random part is 8 long).
+    room = _NAME_MAX - len("." + tail + "12345678.partial")
+    prefix = "." + os.fsdecode(os.fsencode(os.path.basename(output))[:room]) + tail
+    tmp = None
+    try:
+        while True:
+            tmp = os.path.join(parent, prefix + secrets.token_hex(4) + ".partial")
+            try:
+                fd = _make_partial(tmp, directory)
+                break
+            except FileExistsError:
+                continue
+    except OSError as e:
+        raise CondaPackException("Cannot write to %s: %s" % (parent, e.strerror)) from e
+    except BaseException:
+        if tmp is not None:
+            _remove(tmp)  # interrupted, perhaps once it was made
+        raise
+    try:
+        _locked(fd)
+        yield tmp
+    except BaseException:
+        _remove(tmp)
+        raise
+    finally:
+        os.close(fd)
+
+
+def _raise_naming(e: CondaPackException, paths: str, name: str) -> None:
+    """Raise ``e`` again with what the regular expression ``paths`` matches in its
+    message shown as ``name``, if it matches: same class (PackIOError stays catchable as
+    such) and same cause (the OS error)."""
+    message = re.sub(paths, lambda _: name, str(e))
+    if message != str(e):
+        raise type(e)(message) from (e.__cause__ or e)
+
+
 @contextmanager
 def staged_output(output: str, directory: bool) -> Iterator[str]:
     """A temporary path next to ``output``, moved there only if the block succeeds."""
     parent = os.path.dirname(os.path.abspath(output))
-    prefix = "." + os.path.basename(output) + "."
-    try:
-        if directory:
-            tmp = tempfile.mkdtemp(dir=parent, prefix=prefix, suffix=".partial")
-        else:
-            fd, tmp = tempfile.mkstemp(dir=parent, prefix=prefix, suffix=".partial")
-            os.close(fd)
-    except OSError as e:
-        raise CondaPackException("Cannot write to %s: %s" % (parent, e.strerror)) from e
-    try:
-        yield tmp
-        os.chmod(tmp, (0o777 if directory else 0o666) & ~_umask())
-        if directory:
-            _replace_dir(tmp, output)
-        else:
-            os.replace(tmp, output)
-    except CondaPackException as e:
-        _remove(tmp)
-        # The staging name is ours, not the user's: name the output they asked for.
-        # Same class (PackIOError stays catchable as such) and same cause (the OS error).
-        if tmp in str(e):
-            raise type(e)(str(e).replace(tmp, output)) from (e.__cause__ or e)
-        raise
-    except BaseException:
-        _remove(tmp)
-        raise
+    remove_stale_partials(parent)
+    with _partial(parent, output, directory) as tmp:
+        try:
+            yield tmp
+            os.chmod(tmp, (0o777 if directory else 0o666) & ~_umask())
+            if directory:
+                _replace_dir(tmp, output)
+            else:
+                os.replace(tmp, output)
+        except CondaPackException as e:
+            # The staging name is ours, not the user's: name the output they asked for.
+            _raise_naming(e, re.escape(tmp), output)
+            raise
 
 
 def _mksquashfs(staging: str, out: str, level: int, threads: int, verbose: bool) -> None:
@@ -271,15 +368,26 @@ def _mksquashfs(staging: str, out: str, level: int, threads: int, verbose: bool)
         cmd.append("-quiet")
     else:
         cmd += ["-quiet", "-no-progress"]
-    try:
-        proc = subprocess.run(cmd, stderr=subprocess.PIPE)
-    except OSError as e:
-        raise CondaPackException("Could not run mksquashfs: %s" % e) from e
-    if proc.returncode != 0:
-        raise CondaPackException(
-            "mksquashfs failed (exit %d): %s"
-            % (proc.returncode, proc.stderr.decode(errors="replace").strip())
-        )
+    with tempfile.TemporaryFile() as err:
+        try:
+            proc = subprocess.Popen(cmd, stderr=err)
+        except OSError as e:
+            raise CondaPackException("Could not run mksquashfs: %s" % e) from e
+        try:
+            # Polled: on Ctrl-C, Popen.wait and communicate first give the child a
+            # quarter of a second to exit on its own.
+            while proc.poll() is None:
+                time.sleep(0.05)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        if proc.returncode != 0:
+            err.seek(0)
+            raise CondaPackException(
+                "mksquashfs failed (exit %d): %s"
+                % (proc.returncode, err.read().decode(errors="replace").strip())
+            )
 
 
 class _Outcome:
@@ -313,8 +421,11 @@ def interpret(
     out = _Outcome() if out is None else out
     found: list[PrefixRecord] = []
     for index, (outcome, _problem, modified, binary, contains, shebang, offsets) in reports:
-        f = plan.files[index]
-        if modified:
+        f = plan.file(index)
+        # A copy of another file (for a link) is as good as that file, which reports for
+        # itself: only the records are the copy's own.
+        copy = f._copy_of is not None
+        if modified and not copy:
             pkg = f._package
             key = (pkg.name, pkg.version) if pkg else ("?", "?")
             out.changed.setdefault(key, []).append(f.target + " (changed since install)")
@@ -325,12 +436,13 @@ def interpret(
         if f.file_mode in ("text", "binary") and f.prefix_placeholder:
             mode = f.file_mode
             if not restored and mode == "binary" and contains and not modified and not windows:
-                out.unrestorable.append(f.target)
+                if not copy:
+                    out.unrestorable.append(f.target)
         else:
             mode = "binary" if binary else "text"
         if mode == "binary" and contains and not f.is_conda and not windows:
             # Strings in other binaries may be length-prefixed: patching could corrupt them.
-            if not _is_bytecode(f.target):
+            if not _is_bytecode(f.target) and not copy:
                 out.unmanaged_binaries.append(f.target)
             continue
         if dest is not None:
@@ -455,43 +567,36 @@ def pack_env(
     if verbose:
         print("Packing environment at %r to %r" % (env.prefix, output))
 
+    def write(path: str, writer_format: str) -> None:
+        _write(
+            env,
+            path,
+            writer_format,
+            level,
+            threads,
+            arcroot,
+            dest_prefix,
+            parcel,
+            zip_symlinks,
+            zip_64,
+            verbose,
+            auto_relocate=auto_relocate,
+        )
+
     with staged_output(output, directory=kind == "no-archive") as tmp:
-        if kind == "squashfs":
-            staging = tempfile.mkdtemp(dir=os.path.dirname(tmp), suffix=".staging")
+        if kind != "squashfs":
+            write(tmp, "dir" if kind == "no-archive" else kind)
+            return output
+        with _partial(os.path.dirname(tmp), output, directory=True) as staging:
             try:
-                _write(
-                    env,
-                    staging,
-                    "dir-linked",
-                    level,
-                    threads,
-                    arcroot,
-                    dest_prefix,
-                    parcel,
-                    zip_symlinks,
-                    zip_64,
-                    verbose,
-                    auto_relocate=auto_relocate,
-                )
+                write(staging, "dir-linked")
                 _mksquashfs(staging, tmp, level, threads, verbose)
+            except CondaPackException as e:
+                # A file of the staging tree is no name the user knows: the output is.
+                _raise_naming(e, re.escape(staging) + "(/[^:]*)?", tmp)
+                raise
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
-        else:
-            writer_format = "dir" if kind == "no-archive" else kind
-            _write(
-                env,
-                tmp,
-                writer_format,
-                level,
-                threads,
-                arcroot,
-                dest_prefix,
-                parcel,
-                zip_symlinks,
-                zip_64,
-                verbose,
-                auto_relocate=auto_relocate,
-            )
     return output
 
 
@@ -621,7 +726,7 @@ def _write(
     auto_relocate=True,
 ) -> None:
     replaced = _generated_targets(env, dest, parcel, auto_relocate)
-    plan = plan_entries(env, dest, replaced)
+    plan = plan_entries(env, dest, replaced, writer_format == "zip" and not zip_symlinks)
     if dest is not None and env._layout.windows:
         rewrite_for_dest(plan, env, dest)
     when = source_date(env.prefix)
@@ -648,10 +753,18 @@ def _write(
     try:
         _write_plan(writer, plan, bar, take_reports)
         completed = True
+    except PackIOError as e:
+        cause = e.__cause__
+        unreadable = isinstance(cause, PermissionError) and str(cause.filename).startswith(
+            env.prefix + "/"
+        )
+        if not unreadable:
+            raise
+        raise PackIOError("%s: make it readable, or leave it out with --exclude" % e) from cause
     finally:
         if bar is not None:
             bar.close(completed)
-    if out.changed and not getattr(env, "_ignore_missing_files", False):
+    if out.changed and not env.ignore_missing_files:
         raise missing_files_error(out.changed)
     _warn_outcome(out, env.prefix, dest)
     generated = [

@@ -201,12 +201,24 @@ class Plan:
     #: made its plain tar's peak RSS 62-65 MB instead of 56-58.
     REWRITES = 1024
 
-    def __init__(self, env: CondaEnv, dest: str | None, files: list) -> None:
+    def __init__(
+        self,
+        env: CondaEnv,
+        dest: str | None,
+        files: list,
+        copies: dict[int, File] | None = None,
+        appended: list[File] | None = None,
+    ) -> None:
         self.files = files
         if isinstance(files, FileTable):
             self.total_bytes = files.total_size()
         else:
             self.total_bytes = sum(f._size or 0 for f in files)
+        #: Files packed in place of the link at their index, and files packed after all
+        #: others (see ``link_copies``).
+        self.copies = copies or {}
+        self.appended = appended or []
+        self.total_bytes += sum(f._size or 0 for f in self.appended)
         #: Entries replaced outright, by index (Windows files rewritten for --dest-prefix).
         self.overrides: dict[int, tuple] = {}
         self._layout = env._layout
@@ -215,14 +227,22 @@ class Plan:
         self._dest_b = os.fsencode(dest) if dest is not None else None
 
     def __len__(self) -> int:
-        return len(self.files)
+        return len(self.files) + len(self.appended)
+
+    def file(self, i: int) -> File:
+        """The file packed as entry ``i``."""
+        n = len(self.files)
+        if i >= n:
+            return self.appended[i - n]
+        f = self.copies.get(i)
+        return self.files[i] if f is None else f
 
     def entry(self, i: int) -> tuple:
         """``(target, source, content, mode, mtime, size)`` of file ``i``: see ``_core.pyi``.
         Runs once per file, so the common case (a plain copy) is kept inline."""
         if i in self.overrides:
             return self.overrides[i]
-        f = self.files[i]
+        f = self.file(i)
         target = f.target
         size = f._size or 0
         mode = None
@@ -239,13 +259,16 @@ class Plan:
     def chunks(self):
         """``(first_index, entries)`` for consecutive runs of files: ``CHUNK`` of them,
         or fewer where ``REWRITES`` of them are rewritten (their content is a spec)."""
-        n = len(self.files)
-        entries = self._table_entries if isinstance(self.files, FileTable) else self._entries
+        n, total = len(self.files), len(self)
+        table = isinstance(self.files, FileTable)
         start = 0
-        while start < n:
+        while start < total:
             chunk: list[tuple] = []
             add, rewrites = chunk.append, 0
-            for made in entries(start, min(start + self.CHUNK, n)):
+            # A chunk holds files of the table or appended ones, never both.
+            stop = min(start + self.CHUNK, n if start < n else total)
+            entries = self._table_entries if table and start < n else self._entries
+            for made in entries(start, stop):
                 add(made)
                 if isinstance(made[2], tuple):
                     rewrites += 1
@@ -268,6 +291,7 @@ class Plan:
         rows, info, sizes = self.files._rows, cols.info, cols.size
         paths, ends = cols.paths, cols.ends
         special, overrides, entry = cols.special, self.overrides, self.entry
+        copies = self.copies
         for i in range(start, stop):
             e = rows[i]
             flags = info[e]
@@ -276,6 +300,7 @@ class Plan:
                 flags & (UNKNOWN | PLACEHOLDER)
                 or e in special
                 or i in overrides
+                or i in copies
                 or paths.startswith(b"conda-meta/", begin)
             ):
                 yield entry(i)
@@ -321,13 +346,127 @@ def content_for(f: File, layout: Layout, env_prefix: bytes, dest: bytes | None):
     return (None, env_prefix, dest, shebang)
 
 
-def plan_entries(env: CondaEnv, dest: str | None, replaced: set) -> Plan:
+def plan_entries(
+    env: CondaEnv, dest: str | None, replaced: set, follow_links: bool = False
+) -> Plan:
     """The env's files in its (sorted) order; ``replaced`` targets are left out because a
-    generated file takes their place."""
+    generated file takes their place. ``follow_links``: the archive stores copies of what
+    links point to (see ``link_copies``)."""
     files = env._files
     if isinstance(files, FileTable):
-        return Plan(env, dest, files.without(replaced))
-    return Plan(env, dest, [f for f in files if f.target not in replaced])
+        files = files.without(replaced)
+    else:
+        files = [f for f in files if f.target not in replaced]
+    if not follow_links:
+        return Plan(env, dest, files)
+    copies, appended, dropped = link_copies(files, env.prefix)
+    if dropped:
+        if isinstance(files, FileTable):
+            files = files.without(dropped)
+        else:
+            files = [f for f in files if f.target not in dropped]
+    at = {_position(files, f.target): f for f in copies}
+    return Plan(env, dest, files, at, appended)
+
+
+def _copy_as(f: File, target: str) -> File:
+    """``f``, packed under the name ``target``."""
+    c = File(f.source, target, f.is_conda, f.file_mode, f.prefix_placeholder)
+    c._record, c._package, c._size, c._check_size = f._record, f._package, f._size, f._check_size
+    c._copy_of = f
+    return c
+
+
+def _target_at(files, i: int) -> str:
+    return files.target(i) if isinstance(files, FileTable) else files[i].target
+
+
+def _first_from(files, key: str) -> int:
+    """The position of the first of the (sorted) ``files`` whose target is ``key`` or
+    sorts after it."""
+    lo, hi = 0, len(files)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _target_at(files, mid) < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def _position(files, target: str) -> int | None:
+    """Where ``target`` is among the (sorted) ``files``, or None."""
+    i = _first_from(files, target)
+    return i if i < len(files) and _target_at(files, i) == target else None
+
+
+def _under(files, directory: str) -> range:
+    """Positions of the (sorted) ``files`` below ``directory``: every path below "d/"
+    sorts from "d/" to before "d0" ('0' follows '/')."""
+    return range(_first_from(files, directory + "/"), _first_from(files, directory + "0"))
+
+
+def link_copies(files, prefix: str) -> tuple[list[File], list[File], set[str]]:
+    """For archives that store what a link points to instead of the link (zip without
+    --zip-symlinks): what to pack for each link that resolves inside the environment to
+    files being packed, so that a copy is read and rewritten like the file it copies and
+    conda-unpack gets records for it under its own name.
+
+    Returns ``(copies, appended, dropped)``: the files to pack in place of file links
+    (named as the links); the files to pack after all others, for what lies below linked
+    directories (named below the links); and those directory links, which are packed as
+    these files only. Links out of the environment, dangling ones and links to files not
+    being packed are left to the core, which refuses the first two and copies the last as
+    they are."""
+    if isinstance(files, FileTable):
+        links = files.links()
+    else:
+        links = [i for i, f in enumerate(files) if os.path.islink(f.source)]
+    root = os.path.realpath(prefix)
+    copies: list[File] = []
+    appended: list[File] = []
+    dropped: set[str] = set()
+
+    def inside(target: str) -> str | None:
+        real = os.path.realpath(os.path.join(prefix, target))
+        return real[len(root) + 1 :] if real.startswith(root + "/") else None
+
+    def copy(f: File, name: str) -> File | None:
+        """What to pack as ``name`` for the link ``f``, if it names a file being packed."""
+        rel = inside(f.target)
+        k = _position(files, rel) if rel is not None else None
+        return _copy_as(files[k], name) if k is not None else None
+
+    def expand(link: str, real_dir: str, seen: frozenset) -> None:
+        below = _under(files, real_dir)
+        if not below:
+            appended.append(File(os.path.join(root, real_dir), link, False))
+        for j in below:
+            f = files[j]
+            name = link + f.target[len(real_dir) :]
+            if j not in is_link:
+                appended.append(_copy_as(f, name))
+                continue
+            rel = inside(f.target)
+            if rel is not None and os.path.isdir(os.path.join(root, rel)):
+                if rel not in seen:  # a loop is cut where it comes back
+                    expand(name, rel, seen | {rel})
+                continue
+            # Left to the core, as the link it is (a plain copy of what it names).
+            appended.append(copy(f, name) or File(f.source, name, False))
+
+    is_link = set(links)
+    for i in links:
+        f = files[i]
+        rel = inside(f.target)
+        if rel is not None and os.path.isdir(os.path.join(root, rel)):
+            dropped.add(f.target)
+            expand(f.target, rel, frozenset({rel}))
+            continue
+        c = copy(f, f.target)
+        if c is not None:
+            copies.append(c)
+    return copies, appended, dropped
 
 
 #: Characters that end or escape a quoted string in the sources holding the prefix (Python,

@@ -48,7 +48,8 @@ def rewrite_for_dest(plan: Plan, env: CondaEnv, dest: str) -> None:
     for ``dest`` (with each file's own mode and time), or by plain copies when they need no
     change, so that the core applies no POSIX rule to them."""
     dest_b = os.fsencode(windows_path(dest))
-    for i, f in enumerate(plan.files):
+    for i in range(len(plan)):
+        f = plan.file(i)
         if f.file_mode is None or is_conda_record(f):
             continue
         target, source, _content, mode, mtime, size = plan.entry(i)

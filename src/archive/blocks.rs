@@ -3,8 +3,11 @@
 //! The producer cuts its stream into blocks and submits them; `threads` workers compress
 //! them in any order; one consumer thread receives the results strictly in submission
 //! order (a bounded queue of per-block reply channels), so output is deterministic and
-//! memory is bounded by the queue depth, not by the input size.
+//! memory is bounded by the queue depth, not by the input size. Once the archive is
+//! cancelled, queued blocks are dropped instead of compressed, so stopping waits at most
+//! for the blocks being compressed at that moment.
 
+use crate::error::Cancel;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::io;
 use std::sync::{Arc, Mutex};
@@ -45,11 +48,12 @@ pub struct Pipeline<C: Codec, M: Send + 'static, R: Send + 'static> {
     /// Why the consumer stopped, if it failed: the producer reports that (say, "No space
     /// left on device") rather than that it could not hand over the next block.
     failure: Arc<Mutex<Option<(io::ErrorKind, String)>>>,
+    cancel: Cancel,
 }
 
 impl<C: Codec, M: Send + 'static, R: Send + 'static> Pipeline<C, M, R> {
     /// Start `threads` workers and the consumer, which drains the ticket queue.
-    pub fn new<F>(codec: C, threads: usize, consume: F) -> Self
+    pub fn new<F>(codec: C, threads: usize, cancel: Cancel, consume: F) -> Self
     where
         F: FnOnce(&Receiver<Ticket<C::Out, M>>) -> io::Result<R> + Send + 'static,
     {
@@ -65,11 +69,15 @@ impl<C: Codec, M: Send + 'static, R: Send + 'static> Pipeline<C, M, R> {
                 let job_rx = job_rx.clone();
                 let codec = Arc::clone(&codec);
                 let spare_tx = spare.0.clone();
+                let cancel = cancel.clone();
                 std::thread::Builder::new()
                     .name(format!("conda-pack-compress-{i}"))
                     .spawn(move || {
                         for job in job_rx {
-                            let out = codec.compress_block(&job.data, job.last);
+                            let out = match cancel.check_io() {
+                                Ok(()) => codec.compress_block(&job.data, job.last),
+                                Err(e) => Err(e),
+                            };
                             let _ = job.reply.send(out);
                             let mut data = job.data;
                             data.clear();
@@ -102,6 +110,7 @@ impl<C: Codec, M: Send + 'static, R: Send + 'static> Pipeline<C, M, R> {
             consumer: Some(consumer),
             spare,
             failure,
+            cancel,
         }
     }
 
@@ -129,6 +138,7 @@ impl<C: Codec, M: Send + 'static, R: Send + 'static> Pipeline<C, M, R> {
 
     /// Queue a block that may end its stream (`last`), for codecs that distinguish it.
     pub fn submit_block(&self, data: Vec<u8>, last: bool) -> io::Result<()> {
+        self.cancel.check_io()?;
         let (reply, rx) = bounded(1);
         self.order
             .as_ref()
@@ -143,6 +153,7 @@ impl<C: Codec, M: Send + 'static, R: Send + 'static> Pipeline<C, M, R> {
     }
 
     pub fn mark(&self, m: M) -> io::Result<()> {
+        self.cancel.check_io()?;
         self.order
             .as_ref()
             .expect("open")
@@ -196,9 +207,42 @@ mod tests {
         }
     }
 
+    struct Slow;
+    impl Codec for Slow {
+        type Out = ();
+        fn compress(&self, _data: &[u8]) -> io::Result<()> {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_cancelled_pipeline_drops_its_queued_blocks() {
+        let cancel = Cancel::default();
+        let pipe: Pipeline<Slow, (), ()> = Pipeline::new(Slow, 1, cancel.clone(), |rx| {
+            for ticket in rx {
+                if let Ticket::Block(r) = ticket {
+                    wait(r)?;
+                }
+            }
+            Ok(())
+        });
+        // One block compressing, the rest queued: 0.5 s of work if none were dropped.
+        for _ in 0..5 {
+            pipe.submit(vec![0; 16]).unwrap();
+        }
+        let start = std::time::Instant::now();
+        cancel.cancel();
+        assert!(crate::error::is_cancelled_io(
+            &pipe.submit(vec![0; 16]).unwrap_err()
+        ));
+        assert!(pipe.finish().is_err());
+        assert!(start.elapsed() < std::time::Duration::from_millis(250));
+    }
+
     #[test]
     fn a_failed_consumer_reports_its_own_error_to_the_producer() {
-        let pipe: Pipeline<Copy, (), ()> = Pipeline::new(Copy, 2, |rx| {
+        let pipe: Pipeline<Copy, (), ()> = Pipeline::new(Copy, 2, Cancel::default(), |rx| {
             let _first = rx.recv();
             Err(io::Error::new(io::ErrorKind::StorageFull, "disk full"))
         });

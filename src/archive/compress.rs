@@ -5,7 +5,9 @@
 use super::blocks::{wait, Codec, Pipeline, Ticket};
 use super::deflate;
 use super::gather::GatherWriter;
+use super::xz::XzWriter;
 use super::zstd::ZstdWriter;
+use crate::error::Cancel;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 
@@ -28,7 +30,7 @@ pub enum Encoder {
     Plain(GatherWriter),
     Blocks(BlockWriter),
     Zstd(ZstdWriter),
-    Xz(liblzma::write::XzEncoder<BufWriter<File>>),
+    Xz(XzWriter),
 }
 
 impl Encoder {
@@ -36,27 +38,31 @@ impl Encoder {
         Encoder::Plain(GatherWriter::new(file))
     }
 
-    pub fn new(file: File, compression: Compression, threads: usize) -> io::Result<Encoder> {
+    /// `cancel` stops the compressors between blocks; an encoder cancelled is dropped,
+    /// never finished.
+    pub fn new(
+        file: File,
+        compression: Compression,
+        threads: usize,
+        cancel: &Cancel,
+    ) -> io::Result<Encoder> {
         let threads = threads.max(1);
         // The plain stream buffers itself (it writes file buffers without copying them).
         let out = |file| BufWriter::with_capacity(OUT_BUFFER, file);
+        let cancel = cancel.clone();
         Ok(match compression {
             Compression::None => Encoder::plain(file),
             Compression::Gzip(level) => {
-                Encoder::Blocks(BlockWriter::gzip(out(file), level, threads))
+                Encoder::Blocks(BlockWriter::gzip(out(file), level, threads, cancel))
             }
             Compression::Bzip2(level) => {
-                Encoder::Blocks(BlockWriter::bzip2(out(file), level, threads))
+                Encoder::Blocks(BlockWriter::bzip2(out(file), level, threads, cancel))
             }
-            Compression::Zstd(level) => Encoder::Zstd(ZstdWriter::new(out(file), level, threads)?),
+            Compression::Zstd(level) => {
+                Encoder::Zstd(ZstdWriter::new(out(file), level, threads, cancel)?)
+            }
             Compression::Xz(level) => {
-                let stream = liblzma::stream::MtStreamBuilder::new()
-                    .threads(threads as u32)
-                    .preset(level)
-                    .check(liblzma::stream::Check::Crc64)
-                    .encoder()
-                    .map_err(io::Error::other)?;
-                Encoder::Xz(liblzma::write::XzEncoder::new_stream(out(file), stream))
+                Encoder::Xz(XzWriter::new(out(file), level, threads, cancel)?)
             }
         })
     }
@@ -72,11 +78,12 @@ impl Encoder {
         file.flush()
     }
 
-    /// Write `bytes`, taking the buffer over: a plain stream writes it without copying;
-    /// either way it goes back to the buffer pool.
+    /// Write `bytes`, taking the buffer over: a plain stream writes it without copying and
+    /// zstd compresses it where it is; either way it goes back to the buffer pool.
     pub fn put_owned(&mut self, bytes: Vec<u8>) -> io::Result<()> {
         match self {
             Encoder::Plain(w) => w.put_owned(bytes),
+            Encoder::Zstd(z) => z.put_owned(bytes),
             _ => {
                 self.write_all(&bytes)?;
                 crate::buffers::give(bytes);
@@ -165,8 +172,8 @@ pub struct BlockWriter {
 }
 
 impl BlockWriter {
-    fn gzip(out: BufWriter<File>, level: u32, threads: usize) -> BlockWriter {
-        let pipe = Pipeline::new(Deflate { level }, threads, move |rx| {
+    fn gzip(out: BufWriter<File>, level: u32, threads: usize, cancel: Cancel) -> BlockWriter {
+        let pipe = Pipeline::new(Deflate { level }, threads, cancel, move |rx| {
             let mut out = out;
             // Magic, deflate, no flags, mtime 0 (reproducible), no extra flags, OS unknown.
             out.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff])?;
@@ -190,9 +197,9 @@ impl BlockWriter {
         BlockWriter::with(BlockKind::Gzip(pipe), GZIP_BLOCK)
     }
 
-    fn bzip2(out: BufWriter<File>, level: u32, threads: usize) -> BlockWriter {
+    fn bzip2(out: BufWriter<File>, level: u32, threads: usize, cancel: Cancel) -> BlockWriter {
         let level = level.clamp(1, 9);
-        let pipe = Pipeline::new(Bzip2Block { level }, threads, move |rx| {
+        let pipe = Pipeline::new(Bzip2Block { level }, threads, cancel, move |rx| {
             let mut out = out;
             for ticket in rx {
                 if let Ticket::Block(r) = ticket {
@@ -260,7 +267,9 @@ mod tests {
     fn roundtrip(compression: Compression, threads: usize, data: &[u8]) -> Vec<u8> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out");
-        let mut enc = Encoder::new(File::create(&path).unwrap(), compression, threads).unwrap();
+        let cancel = Cancel::default();
+        let mut enc =
+            Encoder::new(File::create(&path).unwrap(), compression, threads, &cancel).unwrap();
         for chunk in data.chunks(70_000) {
             enc.write_all(chunk).unwrap();
         }

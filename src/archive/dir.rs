@@ -143,13 +143,15 @@ impl Archive for DirArchive {
         let dest = self.dest(&meta.path)?;
         Self::parent(&dest)?;
         Self::clear(&dest)?;
-        if let Some(src) = origin.unchanged {
+        if let Some((src, stamp)) = origin.unchanged {
             if self.link_unchanged && fs::hard_link(src, &dest).is_ok() {
                 return Ok(());
             }
             // copy_file_range under the hood: no bytes pass through this process.
-            fs::copy(src, &dest).at(&dest)?;
-            let f = File::options().write(true).open(&dest).at(&dest)?;
+            let mut from = File::open(src).at(src)?;
+            let mut f = File::create(&dest).at(&dest)?;
+            std::io::copy(&mut from, &mut f).at(&dest)?;
+            stamp.check(&from, src)?;
             return set_mode_and_mtime(&f, &dest, meta);
         }
         let mut f = File::create(&dest).at(&dest)?;

@@ -6,6 +6,7 @@ mod deflate;
 mod dir;
 mod gather;
 mod tar;
+mod xz;
 mod zip;
 mod zstd;
 
@@ -28,8 +29,8 @@ pub struct Meta {
 /// Where an entry's bytes come from when an archive can use the file itself.
 #[derive(Clone, Copy, Debug)]
 pub struct Origin<'a> {
-    /// The environment file, when the body is its unchanged content.
-    pub unchanged: Option<&'a std::path::Path>,
+    /// The environment file and its stamp, when the body is its unchanged content.
+    pub unchanged: Option<(&'a std::path::Path, &'a crate::content::Stamp)>,
 }
 
 pub trait Archive: Send {

@@ -43,10 +43,7 @@ impl TarArchive {
     }
 
     fn io(&self, r: std::io::Result<()>) -> Result<()> {
-        r.map_err(|source| Error::Io {
-            path: self.path.clone(),
-            source,
-        })
+        r.map_err(|source| Error::io(self.path.clone(), source))
     }
 
     fn pad(&mut self) -> Result<()> {
@@ -93,6 +90,14 @@ impl TarArchive {
         let mtime = meta.mtime.clamp(0, OCTAL_MAX as i64) as u64;
         if meta.mtime < 0 || meta.mtime as u64 > OCTAL_MAX {
             pax.push(("mtime", meta.mtime.to_string().into_bytes()));
+        }
+        if pax
+            .iter()
+            .any(|(k, v)| matches!(*k, "path" | "linkpath") && std::str::from_utf8(v).is_err())
+        {
+            // PAX strings are UTF-8 unless this says otherwise, first (as GNU tar and
+            // Python write it): readers then take names as the bytes they are.
+            pax.insert(0, ("hdrcharset", b"BINARY".to_vec()));
         }
         if !pax.is_empty() {
             self.pax_header(&pax)?;
@@ -204,9 +209,7 @@ impl Archive for TarArchive {
             self.put(&pad)?;
         }
         let path = self.path.clone();
-        self.out
-            .finish()
-            .map_err(|source| Error::Io { path, source })
+        self.out.finish().map_err(|source| Error::io(path, source))
     }
 }
 

@@ -15,7 +15,7 @@ use super::compress::GZIP_BLOCK;
 use super::deflate;
 use super::{Archive, Meta, Origin};
 use crate::content::Body;
-use crate::error::{Error, Result};
+use crate::error::{Cancel, Error, Result};
 use std::fs::File;
 use std::io::{self, BufWriter, Seek, Write};
 use std::os::unix::fs::FileExt;
@@ -109,13 +109,14 @@ impl ZipArchive {
         symlinks: bool,
         zip64: bool,
         threads: usize,
+        cancel: &Cancel,
     ) -> ZipArchive {
         let dir = path
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."))
             .to_path_buf();
-        let pipe = Pipeline::new(EntryDeflate { level }, threads, move |rx| {
+        let pipe = Pipeline::new(EntryDeflate { level }, threads, cancel.clone(), move |rx| {
             write_zip(file, &dir, rx, zip64)
         });
         ZipArchive {
@@ -129,10 +130,7 @@ impl ZipArchive {
         if e.to_string() == ZIP64_DISABLED {
             return Error::Format(ZIP64_DISABLED.into());
         }
-        Error::Io {
-            path: self.path.clone(),
-            source: e,
-        }
+        Error::io(self.path.clone(), e)
     }
 
     fn pipe(&self) -> &Pipeline<EntryDeflate, Mark, ()> {
@@ -371,8 +369,9 @@ fn write_zip(
 }
 
 fn flags(name: &[u8]) -> u16 {
-    // Bit 11: the name is UTF-8.
-    if name.is_ascii() {
+    // Bit 11: the name is UTF-8. Not claimed for bytes that are not: readers that trust
+    // it (Python's zipfile) then refuse the whole archive.
+    if name.is_ascii() || std::str::from_utf8(name).is_err() {
         0
     } else {
         1 << 11
