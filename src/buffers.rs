@@ -10,7 +10,6 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
-use std::os::unix::io::AsRawFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -141,21 +140,14 @@ fn read_to_end(file: &File, buf: &mut Vec<u8>) -> io::Result<()> {
         if buf.len() == buf.capacity() {
             buf.reserve(buf.capacity().max(64 * 1024));
         }
-        let spare = buf.spare_capacity_mut();
-        // SAFETY: the kernel writes at most `spare.len()` bytes into memory we own;
-        // exactly the bytes it reports written are then marked initialised.
-        let n = unsafe { libc::read(file.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        if n == 0 {
-            return Ok(());
-        }
-        unsafe { buf.set_len(buf.len() + n as usize) };
+        let n = match crate::host::read_uninit(file, buf.spare_capacity_mut()) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        // SAFETY: exactly the bytes the read reports written are marked initialised.
+        unsafe { buf.set_len(buf.len() + n) };
     }
 }
 

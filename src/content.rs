@@ -149,13 +149,13 @@ impl Stamp {
     }
 
     pub fn of(m: &std::fs::Metadata) -> Stamp {
-        use std::os::unix::fs::MetadataExt;
+        let (dev, ino, size, mtime, mtime_nsec) = crate::host::stamp(m);
         Stamp {
-            dev: m.dev(),
-            ino: m.ino(),
-            size: m.len(),
-            mtime: m.mtime(),
-            mtime_nsec: m.mtime_nsec(),
+            dev,
+            ino,
+            size,
+            mtime,
+            mtime_nsec,
         }
     }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Reading or writing a file failed.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {source}{}", path.display(), held_hint(source))]
     Io {
         path: PathBuf,
         #[source]
@@ -37,6 +37,17 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What to do about a file another program holds (Windows enforces that; see
+/// [`crate::host::held_elsewhere`]).
+fn held_hint(e: &io::Error) -> &'static str {
+    if crate::host::held_elsewhere(e) {
+        " (another program has it open without sharing it, or has locked it: close that \
+         program and pack again, or leave the file out with --exclude)"
+    } else {
+        ""
+    }
+}
 
 impl Error {
     /// An I/O failure at `path`; a stream stopped by [`Cancel`] is [`Error::Cancelled`].

@@ -13,7 +13,6 @@ use rayon::prelude::*;
 use rustc_hash::FxHashSet;
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -136,6 +135,9 @@ pub fn index(prefix: &Path, skip_top: &[OsString]) -> Result<EnvIndex> {
 /// what matters is which inodes occur twice *here*. Remembering every linked file's path
 /// instead cost ~100 bytes per file while packing.
 fn shared_inodes(found: &[Found]) -> Vec<u64> {
+    if cfg!(windows) {
+        return Vec::new(); // the walk learns no file ids there (see `scan::inode`)
+    }
     let mut inos: Vec<u64> = found
         .iter()
         .filter(|f| f.kind == Kind::File)
@@ -460,12 +462,16 @@ fn join(prefix: &Path, packages: &mut [Package], mut found: Vec<Found>) -> Vec<E
 }
 
 fn name(f: &Found) -> &[u8] {
-    f.path.as_os_str().as_bytes()
+    crate::host::bytes(f.path.as_os_str())
 }
 
 fn unmanaged_entry(f: Found) -> Entry {
     Entry {
-        path: f.path.into_os_string().into_vec().into_boxed_slice(),
+        path: f
+            .path
+            .into_os_string()
+            .into_encoded_bytes()
+            .into_boxed_slice(),
         package: None,
         disk: Some((f.kind, f.size)),
         recorded_at: 0,
@@ -517,9 +523,14 @@ mod tests {
         }
         // Bytewise: '.' sorts before '/', unlike Path's component order.
         assert_eq!(paths, ["a.b", "a/b", "a/c", "conda-meta"]); // the last: an empty dir
-        use std::os::unix::fs::MetadataExt;
-        let ino = std::fs::metadata(p.join("a/b")).unwrap().ino();
-        assert_eq!(shared, vec![ino]);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let ino = std::fs::metadata(p.join("a/b")).unwrap().ino();
+            assert_eq!(shared, vec![ino]);
+        }
+        #[cfg(windows)]
+        assert!(shared.is_empty());
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod archive;
 pub mod buffers;
 pub mod content;
 pub mod error;
+pub mod host;
 pub mod index;
 pub mod memory;
 pub mod meta;
@@ -22,7 +23,6 @@ use pyo3::exceptions::{PyKeyboardInterrupt, PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 use std::ffi::OsString;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
@@ -275,7 +275,10 @@ fn entry_arg(item: &Bound<'_, PyAny>) -> PyResult<PackEntry> {
     let target_obj = t.get_item(0)?;
     let target: Vec<u8> = match target_obj.cast::<PyBytes>() {
         Ok(b) => b.as_bytes().to_vec(),
-        Err(_) => target_obj.extract::<PathBuf>()?.into_os_string().into_vec(),
+        Err(_) => target_obj
+            .extract::<PathBuf>()?
+            .into_os_string()
+            .into_encoded_bytes(),
     };
     let source_obj = t.get_item(1)?;
     let content_obj = t.get_item(2)?;
@@ -328,7 +331,7 @@ fn report_tuple(r: Report) -> ReportTuple {
         Outcome::Cached => "cached",
         Outcome::AsIs => "as-is",
     });
-    let bytes_path = |b: Vec<u8>| std::ffi::OsStr::from_bytes(&b).to_os_string();
+    let bytes_path = |b: Vec<u8>| host::escaped(&b);
     let shebang = r
         .shebang
         .map(|s| (bytes_path(s.exe), bytes_path(s.options), s.rewritten));
@@ -472,7 +475,7 @@ impl ArchiveWriter {
                 .collect()
         });
         let opts = PackOptions {
-            arcroot: arcroot.as_os_str().as_bytes().to_vec(),
+            arcroot: host::bytes(arcroot.as_os_str()).to_vec(),
             prefix,
             threads,
             shared_inodes,

@@ -17,6 +17,7 @@ pub fn release_freed() {
 }
 
 /// Allocations from this size up get a mapping of their own, unmapped when freed.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 const OWN_MAPPING: i32 = 256 * 1024;
 
 /// Keep file-sized buffers out of the heap. glibc raises its mmap threshold each time a

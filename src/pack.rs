@@ -9,12 +9,10 @@
 use crate::archive::{Archive, Meta, Origin};
 use crate::content::{self, Body, ContentSpec, Report, Stamp};
 use crate::error::{Cancel, Error, IoContext, Result};
+use crate::host;
 use crate::ordered::Window;
 use std::collections::{HashMap, HashSet};
-use std::ffi::OsStr;
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -170,6 +168,7 @@ impl Packer {
         progress: &Progress,
     ) -> Result<Vec<(usize, Report)>> {
         let stores_symlinks = self.sink.archive()?.stores_symlinks();
+        let hardlinks = self.sink.archive()?.supports_hardlinks();
         let window = Window::new(IN_FLIGHT_BYTES, MAX_AHEAD);
         let cost = |i: usize| held_in_memory(&entries[i]);
         let opts = &self.opts;
@@ -185,7 +184,7 @@ impl Packer {
                             // A panic must still hand in a result: the writer waits for it.
                             let r = catch_unwind(AssertUnwindSafe(|| {
                                 progress.check()?;
-                                prepare(&entries[i], opts, stores_symlinks)
+                                prepare(&entries[i], opts, stores_symlinks, hardlinks)
                             }))
                             .unwrap_or_else(|_| {
                                 Err(Error::Invalid("a packing worker panicked".into()))
@@ -314,14 +313,14 @@ fn held_in_memory(e: &PackEntry) -> u64 {
     data + 256 + e.target.len() as u64
 }
 
-fn meta_for(e: &PackEntry, st: Option<&fs::Metadata>, default_mode: u32) -> Meta {
+fn meta_for(e: &PackEntry, st: Option<(&fs::Metadata, &Path)>, default_mode: u32) -> Meta {
     Meta {
         path: e.target.clone(),
         mode: e
             .mode
-            .or(st.map(|m| m.mode() & 0o7777))
+            .or(st.map(|(m, p)| host::mode(m, p)))
             .unwrap_or(default_mode),
-        mtime: e.mtime.or(st.map(|m| m.mtime())).unwrap_or(0),
+        mtime: e.mtime.or(st.map(|(m, _)| host::mtime(m))).unwrap_or(0),
     }
 }
 
@@ -330,6 +329,7 @@ fn prepare(
     e: &PackEntry,
     opts: &PackOptions,
     stores_symlinks: bool,
+    hardlinks: bool,
 ) -> Result<(Vec<Prepared>, Option<Report>)> {
     let (path, content) = match &e.source {
         Source::Bytes(b) => {
@@ -347,7 +347,7 @@ fn prepare(
     let path: &PathBuf = match path {
         Some(p) => p,
         None => {
-            joined = opts.prefix.join(OsStr::from_bytes(&e.target));
+            joined = host::join(&opts.prefix, &e.target)?;
             &joined
         }
     };
@@ -357,8 +357,8 @@ fn prepare(
         if stores_symlinks {
             let target = fs::read_link(path).at(path)?;
             let item = Prepared::Symlink {
-                meta: meta_for(e, Some(&st), 0o777),
-                target: target.as_os_str().as_bytes().to_vec(),
+                meta: meta_for(e, Some((&st, path)), 0o777),
+                target: host::bytes(target.as_os_str()).to_vec(),
             };
             return Ok((vec![item], None));
         }
@@ -367,12 +367,12 @@ fn prepare(
     if ft.is_dir() {
         return Ok((
             vec![Prepared::Dir {
-                meta: meta_for(e, Some(&st), 0o755),
+                meta: meta_for(e, Some((&st, path)), 0o755),
             }],
             None,
         ));
     }
-    let meta = meta_for(e, Some(&st), 0o644);
+    let meta = meta_for(e, Some((&st, path)), 0o644);
     let size = st.len();
     // What is read must be the file measured here: a file written to meanwhile fails the
     // pack rather than going into the archive torn between two versions.
@@ -403,11 +403,11 @@ fn prepare(
         }
     };
     let copy = matches!(content, Content::Copy | Content::CopyChecked(_));
-    let shared = match &opts.shared_inodes {
-        Some(set) => set.contains(&st.ino()),
-        None => true,
+    let inode = if copy && hardlinks {
+        host::link_key(&st, path, opts.shared_inodes.as_ref())
+    } else {
+        None
     };
-    let inode = (copy && st.nlink() > 1 && shared).then(|| (st.dev(), st.ino()));
     Ok((
         vec![Prepared::File {
             meta,
@@ -458,10 +458,7 @@ fn follow_link_in(
     };
     if !real.starts_with(&root) {
         return Err(Error::Format(format!(
-            "{shown} is a symbolic link to {}, outside the environment. Zip archives store the \
-             file a link points to and conda-pack will not copy files from outside the \
-             environment: pass --zip-symlinks to store the link itself, exclude the file with \
-             --exclude, or use a tar format",
+            "{shown} is a symbolic link to {}, outside the environment. {FOLLOWED}",
             real.display()
         )));
     }
@@ -471,8 +468,8 @@ fn follow_link_in(
         return Ok(vec![Prepared::File {
             meta: Meta {
                 path: e.target.clone(),
-                mode: st.mode() & 0o7777,
-                mtime: st.mtime(),
+                mode: host::mode(&st, &real),
+                mtime: host::mtime(&st),
             },
             body: copy_body(&real, &stamp)?,
             inode: None,
@@ -496,15 +493,15 @@ fn follow_link_in(
             out.push(Prepared::Dir {
                 meta: Meta {
                     path: target.clone(),
-                    mode: st.mode() & 0o7777,
-                    mtime: st.mtime(),
+                    mode: host::mode(&st, &dir),
+                    mtime: host::mtime(&st),
                 },
             });
         }
         for c in children.iter().rev() {
             let mut t = target.clone();
             t.push(b'/');
-            t.extend_from_slice(c.file_name().as_bytes());
+            t.extend_from_slice(host::bytes(&c.file_name()));
             let child = PackEntry {
                 target: t,
                 source: Source::Path {
@@ -526,8 +523,8 @@ fn follow_link_in(
                 out.push(Prepared::File {
                     meta: Meta {
                         path: child.target,
-                        mode: st.mode() & 0o7777,
-                        mtime: st.mtime(),
+                        mode: host::mode(&st, &c.path()),
+                        mtime: host::mtime(&st),
                     },
                     body: copy_body(&c.path(), &stamp)?,
                     inode: None,
@@ -539,6 +536,27 @@ fn follow_link_in(
     Ok(out)
 }
 
+/// Why the file a link points to is packed instead of the link, and what else to do.
+#[cfg(unix)]
+const FOLLOWED: &str = "Zip archives store the file a link points to and conda-pack will not \
+    copy files from outside the environment: pass --zip-symlinks to store the link itself, \
+    exclude the file with --exclude, or use a tar format";
+#[cfg(windows)]
+const FOLLOWED: &str = "Archives made on Windows store the file a link points to, as \
+    conda-pack 0.9.2 did there (making a link while extracting needs a privilege few users \
+    have), and conda-pack will not copy files from outside the environment: exclude the file \
+    with --exclude, or pass --zip-symlinks with a zip archive to store the link itself";
+
+#[cfg(windows)]
+fn dangling(shown: &str) -> String {
+    format!(
+        "{shown} is a symbolic link to nothing. Archives made on Windows store the file a \
+         link points to, as conda-pack 0.9.2 did there, so it cannot be packed: exclude it \
+         with --exclude, or pass --zip-symlinks with a zip archive to store the link itself."
+    )
+}
+
+#[cfg(unix)]
 fn dangling(shown: &str) -> String {
     format!(
         "The following conda package file is a symbolic link that does not match an existing \
@@ -552,5 +570,5 @@ fn dangling(shown: &str) -> String {
 
 /// Display form of a byte path.
 pub fn show(path: &[u8]) -> String {
-    Path::new(OsStr::from_bytes(path)).display().to_string()
+    String::from_utf8_lossy(path).into_owned()
 }

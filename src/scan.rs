@@ -7,7 +7,6 @@ use crate::error::{IoContext, Result};
 use rayon::prelude::*;
 use std::ffi::OsString;
 use std::fs;
-use std::os::unix::fs::DirEntryExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
@@ -39,7 +38,8 @@ pub struct Found {
     pub kind: Kind,
     /// Not read by the walk (0); see [`sizes`].
     pub size: u64,
-    /// Inode number from the directory entry (no stat needed), for regular files; 0 else.
+    /// Inode number from the directory entry (no stat needed), for regular files; 0 else,
+    /// and 0 on Windows.
     pub ino: u64,
 }
 
@@ -49,10 +49,25 @@ pub fn sizes(prefix: &Path, found: &mut [Found]) {
         .par_iter_mut()
         .filter(|f| f.kind == Kind::File)
         .for_each(|f| {
-            f.size = fs::symlink_metadata(prefix.join(&f.path))
+            f.size = fs::symlink_metadata(crate::host::under(prefix, &f.path))
                 .map(|m| m.len())
                 .unwrap_or(0);
         });
+}
+
+/// The inode a directory entry names, free on Unix. Windows has no such number in its
+/// listings (only an open file tells it), so the walk leaves it 0 there and the packer
+/// asks each file it copies instead (see [`crate::host::link_key`]).
+fn inode(entry: &fs::DirEntry) -> u64 {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::DirEntryExt::ino(entry)
+    }
+    #[cfg(windows)]
+    {
+        let _ = entry;
+        0
+    }
 }
 
 /// Walk `prefix`, skipping the top-level names in `skip_top`.
@@ -68,7 +83,7 @@ pub fn scan(prefix: &Path, skip_top: &[OsString]) -> Result<Vec<Found>> {
 /// per directory, joined at the end, had left 5 MB of freed heap behind on a 100k-file
 /// environment, all of it still resident when the index peaks.
 fn walk(prefix: &Path, rel: &Path, skip: &[OsString], found: &Mutex<Vec<Found>>) -> Result<()> {
-    let abs = prefix.join(rel);
+    let abs = crate::host::under(prefix, rel);
     let children: Vec<fs::DirEntry> = fs::read_dir(&abs)
         .at(&abs)?
         .collect::<std::io::Result<_>>()
@@ -88,11 +103,13 @@ fn walk(prefix: &Path, rel: &Path, skip: &[OsString], found: &Mutex<Vec<Found>>)
         if skip.contains(&name) {
             continue;
         }
-        let path = rel.join(name);
+        let path = crate::host::child(rel, &name);
         // The type comes with the directory entry; no stat per file: on a large
         // environment that is most of a walk's cost, and the packer reads each file's size
         // when it opens it.
-        let ft = entry.file_type().at_with(|| prefix.join(&path))?;
+        let ft = entry
+            .file_type()
+            .at_with(|| crate::host::under(prefix, &path))?;
         let kind = if ft.is_dir() {
             dirs.push(path);
             continue;
@@ -103,7 +120,7 @@ fn walk(prefix: &Path, rel: &Path, skip: &[OsString], found: &Mutex<Vec<Found>>)
         } else {
             Kind::Other
         };
-        let ino = if kind == Kind::File { entry.ino() } else { 0 };
+        let ino = if kind == Kind::File { inode(entry) } else { 0 };
         here.push(Found {
             path,
             kind,
@@ -121,8 +138,16 @@ fn walk(prefix: &Path, rel: &Path, skip: &[OsString], found: &Mutex<Vec<Found>>)
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A link to a directory, on either system (Windows needs to be told it is one).
+    pub(crate) fn symlink_dir(target: &str, link: &Path) {
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(target, link).unwrap();
+        #[cfg(windows)]
+        std::os::windows::fs::symlink_dir(target, link).unwrap();
+    }
 
     #[test]
     fn finds_files_links_and_empty_dirs_without_following_links() {
@@ -132,8 +157,11 @@ mod tests {
         fs::create_dir_all(p.join("empty")).unwrap();
         fs::create_dir_all(p.join("pkgs/x")).unwrap();
         fs::write(p.join("a/b/f.txt"), b"hello").unwrap();
-        std::os::unix::fs::symlink("b", p.join("a/link")).unwrap();
-        std::os::unix::fs::symlink("/", p.join("a/outside")).unwrap();
+        symlink_dir("b", &p.join("a/link"));
+        symlink_dir(
+            if cfg!(windows) { "C:\\" } else { "/" },
+            &p.join("a/outside"),
+        );
         let mut found = scan(p, &["pkgs".into()]).unwrap();
         sizes(p, &mut found);
         let mut got: Vec<(String, Kind, u64)> = found

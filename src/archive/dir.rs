@@ -8,12 +8,10 @@
 use super::{Archive, Meta, Origin};
 use crate::content::Body;
 use crate::error::{Error, IoContext, Result};
+use crate::host;
 use std::collections::HashSet;
-use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::Write;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -40,7 +38,8 @@ impl DirArchive {
     }
 
     fn dest(&self, path: &[u8]) -> Result<PathBuf> {
-        let rel = Path::new(OsStr::from_bytes(path));
+        let rel = host::join(Path::new(""), path)?;
+        let rel = rel.as_path();
         let mut dest = self.root.clone();
         let mut sub = PathBuf::new();
         for c in rel.components() {
@@ -73,7 +72,7 @@ impl DirArchive {
     fn clear(dest: &Path) -> Result<()> {
         match fs::symlink_metadata(dest) {
             Ok(m) if m.is_dir() => fs::remove_dir_all(dest).at(dest),
-            Ok(_) => fs::remove_file(dest).at(dest),
+            Ok(m) => remove_file(dest, &m).at(dest),
             Err(_) => Ok(()),
         }
     }
@@ -94,14 +93,44 @@ fn system_time(t: i64) -> std::time::SystemTime {
     }
 }
 
+/// Remove the file `dest` (metadata `m`). Windows refuses to delete a read-only file, as
+/// a file packed from a read-only one is: the flag is lifted first.
+fn remove_file(dest: &Path, m: &fs::Metadata) -> std::io::Result<()> {
+    #[cfg(windows)]
+    if m.permissions().readonly() {
+        let mut p = m.permissions();
+        p.set_readonly(false);
+        fs::set_permissions(dest, p)?;
+    }
+    #[cfg(unix)]
+    let _ = m;
+    fs::remove_file(dest)
+}
+
+#[cfg(unix)]
+fn set_mode(file: &File, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(fs::Permissions::from_mode(mode & 0o7777))
+}
+
+/// Windows keeps one permission bit, read-only: set when nobody may write.
+#[cfg(windows)]
+fn set_mode(file: &File, mode: u32) -> std::io::Result<()> {
+    let mut p = file.metadata()?.permissions();
+    p.set_readonly(mode & 0o222 == 0);
+    file.set_permissions(p)
+}
+
 fn set_mode_and_mtime(file: &File, dest: &Path, meta: &Meta) -> Result<()> {
-    file.set_permissions(fs::Permissions::from_mode(meta.mode & 0o7777))
-        .at(dest)?;
-    file.set_modified(system_time(meta.mtime)).at(dest)
+    // The mode last: on Windows it may make the file read-only.
+    file.set_modified(system_time(meta.mtime)).at(dest)?;
+    set_mode(file, meta.mode).at(dest)
 }
 
 /// A symlink's own mtime (std can only set the target's): mksquashfs records it.
+#[cfg(unix)]
 fn set_link_mtime(link: &Path, mtime: i64) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
     let path = std::ffi::CString::new(link.as_os_str().as_bytes())
         .map_err(|_| Error::Invalid(format!("NUL in path {link:?}")))?;
     let t = libc::timespec {
@@ -135,7 +164,26 @@ fn stamp_dirs(dir: &Path, t: std::time::SystemTime) -> Result<()> {
         }
     }
     let times = fs::FileTimes::new().set_modified(t).set_accessed(t);
-    File::open(dir).at(dir)?.set_times(times).at(dir)
+    open_dir(dir).at(dir)?.set_times(times).at(dir)
+}
+
+fn open_dir(dir: &Path) -> std::io::Result<File> {
+    #[cfg(unix)]
+    {
+        File::open(dir)
+    }
+    #[cfg(windows)]
+    {
+        // A directory opens only with backup semantics, and takes new times only through
+        // a handle that may write attributes.
+        use std::os::windows::fs::OpenOptionsExt;
+        const FILE_WRITE_ATTRIBUTES: u32 = 0x100;
+        const FILE_FLAG_BACKUP_SEMANTICS: u32 = 0x0200_0000;
+        fs::OpenOptions::new()
+            .access_mode(FILE_WRITE_ATTRIBUTES)
+            .custom_flags(FILE_FLAG_BACKUP_SEMANTICS)
+            .open(dir)
+    }
 }
 
 impl Archive for DirArchive {
@@ -159,14 +207,23 @@ impl Archive for DirArchive {
         set_mode_and_mtime(&f, &dest, meta)
     }
 
+    #[cfg(unix)]
     fn symlink(&mut self, meta: &Meta, target: &[u8]) -> Result<()> {
         let dest = self.dest(&meta.path)?;
         Self::parent(&dest)?;
         Self::clear(&dest)?;
-        std::os::unix::fs::symlink(OsStr::from_bytes(target), &dest).at(&dest)?;
+        std::os::unix::fs::symlink(host::os_string(target)?, &dest).at(&dest)?;
         self.symlinks
             .insert(dest.strip_prefix(&self.root).expect("inside").to_path_buf());
         set_link_mtime(&dest, meta.mtime)
+    }
+
+    #[cfg(windows)]
+    fn symlink(&mut self, meta: &Meta, _target: &[u8]) -> Result<()> {
+        Err(Error::Invalid(format!(
+            "{}: links are stored as the files they point to on Windows",
+            String::from_utf8_lossy(&meta.path)
+        )))
     }
 
     fn hardlink(&mut self, meta: &Meta, to: &[u8]) -> Result<()> {
@@ -180,15 +237,24 @@ impl Archive for DirArchive {
     fn dir(&mut self, meta: &Meta) -> Result<()> {
         let dest = self.dest(&meta.path)?;
         fs::create_dir_all(&dest).at(&dest)?;
-        fs::set_permissions(&dest, fs::Permissions::from_mode(meta.mode & 0o7777)).at(&dest)
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&dest, fs::Permissions::from_mode(meta.mode & 0o7777)).at(&dest)
+        }
+        // Windows reads a directory's read-only flag as "customised by Explorer", not as
+        // a permission: nothing to set.
+        #[cfg(windows)]
+        Ok(())
     }
 
     fn supports_hardlinks(&self) -> bool {
         true
     }
 
+    /// Not on Windows: making a link there needs a privilege (see `pack::FOLLOWED`).
     fn stores_symlinks(&self) -> bool {
-        true
+        cfg!(unix)
     }
 
     fn finish(self: Box<Self>) -> Result<()> {

@@ -18,7 +18,6 @@ use crate::content::Body;
 use crate::error::{Cancel, Error, Result};
 use std::fs::File;
 use std::io::{self, BufWriter, Seek, Write};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 const U32_MAX: u64 = 0xFFFF_FFFF;
@@ -353,16 +352,16 @@ fn write_zip(
         if c.zip64_local {
             patch.extend_from_slice(&U32_MAX.to_le_bytes()[..4]);
             patch.extend_from_slice(&U32_MAX.to_le_bytes()[..4]);
-            file.write_all_at(&patch, c.offset + 14)?;
+            crate::host::write_all_at(&file, &patch, c.offset + 14)?;
             let mut ext = Vec::with_capacity(16);
             ext.extend_from_slice(&c.usize.to_le_bytes());
             ext.extend_from_slice(&c.csize.to_le_bytes());
             let extra_at = c.offset + 30 + c.name_len as u64 + 4;
-            file.write_all_at(&ext, extra_at)?;
+            crate::host::write_all_at(&file, &ext, extra_at)?;
         } else {
             patch.extend_from_slice(&(c.csize as u32).to_le_bytes());
             patch.extend_from_slice(&(c.usize as u32).to_le_bytes());
-            file.write_all_at(&patch, c.offset + 14)?;
+            crate::host::write_all_at(&file, &patch, c.offset + 14)?;
         }
     }
     Ok(())
