@@ -141,12 +141,16 @@ fn walk(prefix: &Path, rel: &Path, skip: &[OsString], found: &Mutex<Vec<Found>>)
 pub(crate) mod tests {
     use super::*;
 
-    /// A link to a directory, on either system (Windows needs to be told it is one).
-    pub(crate) fn symlink_dir(target: &str, link: &Path) {
+    /// A link to a directory, on either system (Windows needs to be told it is one);
+    /// whether one was made. Windows refuses without a privilege (or developer mode), and
+    /// wine 8, which runs these tests in `make check-windows`, reports success and makes
+    /// nothing.
+    pub(crate) fn symlink_dir(target: &str, link: &Path) -> bool {
         #[cfg(unix)]
         std::os::unix::fs::symlink(target, link).unwrap();
         #[cfg(windows)]
-        std::os::windows::fs::symlink_dir(target, link).unwrap();
+        let _ = std::os::windows::fs::symlink_dir(target, link);
+        fs::symlink_metadata(link).is_ok_and(|m| m.file_type().is_symlink())
     }
 
     #[test]
@@ -157,11 +161,11 @@ pub(crate) mod tests {
         fs::create_dir_all(p.join("empty")).unwrap();
         fs::create_dir_all(p.join("pkgs/x")).unwrap();
         fs::write(p.join("a/b/f.txt"), b"hello").unwrap();
-        symlink_dir("b", &p.join("a/link"));
-        symlink_dir(
-            if cfg!(windows) { "C:\\" } else { "/" },
-            &p.join("a/outside"),
-        );
+        let links = symlink_dir("b", &p.join("a/link"))
+            & symlink_dir(
+                if cfg!(windows) { "C:\\" } else { "/" },
+                &p.join("a/outside"),
+            );
         let mut found = scan(p, &["pkgs".into()]).unwrap();
         sizes(p, &mut found);
         let mut got: Vec<(String, Kind, u64)> = found
@@ -169,14 +173,16 @@ pub(crate) mod tests {
             .map(|f| (f.path.to_string_lossy().into_owned(), f.kind, f.size))
             .collect();
         got.sort_by(|a, b| a.0.cmp(&b.0));
-        assert_eq!(
-            got,
-            vec![
-                ("a/b/f.txt".into(), Kind::File, 5),
-                ("a/link".into(), Kind::Symlink, 0),
-                ("a/outside".into(), Kind::Symlink, 0),
-                ("empty".into(), Kind::EmptyDir, 0),
-            ]
-        );
+        let mut want: Vec<(String, Kind, u64)> = vec![
+            ("a/b/f.txt".into(), Kind::File, 5),
+            ("a/link".into(), Kind::Symlink, 0),
+            ("a/outside".into(), Kind::Symlink, 0),
+            ("empty".into(), Kind::EmptyDir, 0),
+        ];
+        assert!(links || cfg!(windows), "Unix always makes links");
+        if !links {
+            want.retain(|w| w.1 != Kind::Symlink);
+        }
+        assert_eq!(got, want);
     }
 }

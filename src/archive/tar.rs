@@ -197,8 +197,10 @@ impl Archive for TarArchive {
         true
     }
 
+    /// Not when packing on Windows, where conda-pack 0.9.2 stored the files links point
+    /// to (`dereference=on_win`): a link there needs a privilege to make and to extract.
     fn stores_symlinks(&self) -> bool {
-        true
+        cfg!(unix)
     }
 
     fn finish(mut self: Box<Self>) -> Result<()> {
