@@ -500,6 +500,30 @@ def test_text_rule_is_one_pass_and_case_blind():
     )
 
 
+@pytest.mark.parametrize("encoding", cu.WIDE_ENCODINGS)
+def test_text_rule_relocates_utf16_and_utf32_text(encoding):
+    """Text files in UTF-16 or UTF-32 (a .reg file, a PowerShell profile) are relocated in
+    their own encoding, as conda does, every spelling and case; a byte order mark stays."""
+    old = WIN_PLACEHOLDER.encode()
+    text = 'Windows Registry Editor\r\n@="%s\\\\python.exe"\r\nhome=%s/Library\r\n'
+    packed = "\ufeff" + text % (
+        WIN_PLACEHOLDER_ESCAPED,
+        WIN_PLACEHOLDER_FORWARD.upper(),
+    )
+    got = cu.windows_replace_text(packed.encode(encoding), [old], NEW.encode())
+    assert got.decode(encoding) == "\ufeff" + text % (NEW_FWD, NEW_FWD)
+    # Out of step by one byte, little-endian UTF-16 reads as big-endian text that holds the
+    # prefix: only whole characters are replaced, so a new prefix holding the old one is
+    # not rewritten again by the next encoding's pass.
+    deeper = WIN_PLACEHOLDER + "\\deeper"
+    got = cu.windows_replace_text(packed.encode(encoding), [old], deeper.encode())
+    fwd = deeper.replace("\\", "/")
+    assert got.decode(encoding) == "\ufeff" + text % (fwd, fwd)
+    # The same words in UTF-8: the UTF-8 rule alone, with the same result.
+    got = cu.windows_replace_text(packed.encode(), [old], NEW.encode())
+    assert got.decode() == "\ufeff" + text % (NEW_FWD, NEW_FWD)
+
+
 def test_launcher_rule_needs_a_launcher():
     old = WIN_PLACEHOLDER.encode()
     no_zip = PE_STUB + b"#!" + old + b"\\python.exe\r\n" + bytes(8)

@@ -259,7 +259,7 @@ def _spellings(path):
     return {back, path.replace(b"\\", b"/"), back.replace(b"\\", b"\\\\")}
 
 
-def _prefix_pattern(olds):
+def _prefix_pattern(olds, encoding="utf-8"):
     """One pattern for every spelling of every old prefix, so that a single pass replaces
     them all and never rewrites a new prefix that happens to contain an old one."""
     alts = set()
@@ -268,8 +268,27 @@ def _prefix_pattern(olds):
     alts = sorted(alts, key=lambda a: (-len(a), a))
     import re  # only Windows targets need it; it is slow to import
 
-    body = b"|".join(re.escape(a) for a in alts)
-    return re.compile(b"(?:" + re.escape(b"\\\\?\\") + b"|//\\?/)?(?:" + body + b")", re.I)
+    def enc(b):
+        return re.escape(_recode(b, encoding))
+
+    body = b"|".join(enc(a) for a in alts)
+    marker = enc(b"\\\\?\\") + b"|" + enc(b"//?/")
+    # Bytes are matched case-blind for ASCII letters only: a UTF-16 or UTF-32 letter is
+    # one ASCII byte and zeros, so that is still every ASCII letter.
+    return re.compile(b"(?:" + marker + b")?(?:" + body + b")", re.I)
+
+
+# Text files in these encodings hold the prefix too (a .reg file, a PowerShell profile):
+# conda replaces the prefix in each of them, endianness given so that no byte order mark
+# is written. Their text always has NUL bytes, which UTF-8 text never has.
+WIDE_ENCODINGS = ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")
+
+
+def _recode(b, encoding):
+    """UTF-8 (or surrogate-escaped) bytes ``b`` in ``encoding``."""
+    if encoding == "utf-8":
+        return b
+    return b.decode("utf-8", "surrogateescape").encode(encoding, "surrogatepass")
 
 
 def _quote_shebang(data, prefix):
@@ -290,7 +309,38 @@ def windows_replace_text(data, olds, new):
     """Text files of a Windows environment: every spelling of each of ``olds`` becomes
     ``new`` with forward slashes."""
     new = new.replace(b"\\", b"/")
-    return _quote_shebang(_prefix_pattern(olds).sub(lambda _: new, data), new)
+    data = _quote_shebang(_prefix_pattern(olds).sub(lambda _: new, data), new)
+    if b"\0" in data:
+        for encoding in WIDE_ENCODINGS:
+            data = _sub_aligned(
+                _prefix_pattern(olds, encoding),
+                data,
+                _recode(new, encoding),
+                int(encoding[4:6]) // 8,
+            )
+    return data
+
+
+def _sub_aligned(pattern, data, new, unit):
+    """``data`` with the matches of ``pattern`` that start at a multiple of ``unit`` bytes
+    replaced by ``new``. Others are one encoding read out of step: little-endian UTF-16
+    text read as big-endian one byte early, which would be garbled if replaced."""
+    out = []
+    emitted = pos = 0
+    while True:
+        m = pattern.search(data, pos)
+        if m is None:
+            break
+        if m.start() % unit:
+            pos = m.start() + 1
+            continue
+        out.append(data[emitted : m.start()])
+        out.append(new)
+        emitted = pos = m.end()
+    if not out:
+        return data
+    out.append(data[emitted:])
+    return b"".join(out)
 
 
 def windows_replace_launcher(data, olds, new):
