@@ -449,3 +449,7 @@ mod tests {
         assert_eq!(under(Path::new(r"C:\e"), &rel), Path::new(r"C:\e\Lib\a.py"));
     }
 }
+
+#[cfg(all(test, windows))]
+#[path = "windows_tests.rs"]
+mod windows_tests;

@@ -622,3 +622,40 @@ def test_launcher_runs_the_script_under_wine(wine, win_archive, tmp_path):
     tool = (root / "Scripts/winlib-tool.exe").read_bytes()
     assert launcher_shebang(tool) == f'#!"{LONGER}\\python.exe"\r\n'.encode()
     no_placeholder_left(root)
+
+
+# -- packing on Windows: what the Python layer may call there ------------------------------------
+@pytest.mark.parametrize("directory", [False, True], ids=["file", "dir"])
+def test_staging_an_output_uses_nothing_windows_lacks(monkeypatch, tmp_path, directory):
+    """No Windows CPython runs here, so the staging of an output is run with what Windows'
+    os module lacks taken away, and with os.kill (which would end a process there)
+    forbidden. A stale-looking staging file is left alone: nothing can tell it is stale."""
+    from conda_pack import packing
+
+    monkeypatch.setattr(packing, "_WINDOWS", True)
+    monkeypatch.delattr(packing, "fcntl", raising=False)
+    for name in ("O_NOFOLLOW", "O_DIRECTORY", "O_CLOEXEC", "getuid", "sched_getaffinity"):
+        monkeypatch.delattr(os, name)
+
+    def kill(*args):
+        raise AssertionError("os.kill ends the process on Windows")
+
+    monkeypatch.setattr(os, "kill", kill)
+    stale = tmp_path / ".out.conda-pack-999999999-deadbeef.partial"
+    stale.write_bytes(b"left by a pack that died")
+    output = tmp_path / "out"
+    with packing.staged_output(str(output), directory) as tmp:
+        if directory:
+            (Path(tmp) / "f").write_bytes(b"x")
+        else:
+            Path(tmp).write_bytes(b"x")
+        # Held by no descriptor: Windows could not rename it into place otherwise.
+        assert not [
+            fd
+            for fd in os.listdir("/proc/self/fd")
+            if os.path.realpath("/proc/self/fd/" + fd) == tmp
+        ]
+    got = output / "f" if directory else output
+    assert got.read_bytes() == b"x"
+    assert stale.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out", stale.name])

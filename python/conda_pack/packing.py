@@ -6,7 +6,6 @@ only when complete, so a failure or Ctrl-C never leaves a partial archive behind
 
 from __future__ import annotations
 
-import fcntl
 import os
 import queue
 import re
@@ -53,6 +52,12 @@ from .unpack import (
 )
 from .warn import warn
 from .windows import is_windows_absolute, rewrite_for_dest
+
+# Windows has no fcntl, no O_NOFOLLOW/O_DIRECTORY, no uid, and os.kill(pid, 0) would end the
+# process there instead of asking whether it lives.
+_WINDOWS = os.name == "nt"
+if not _WINDOWS:
+    import fcntl
 
 __all__ = ["pack", "pack_env"]
 
@@ -255,7 +260,10 @@ def _locked(fd: int) -> bool:
 def remove_stale_partials(parent: str) -> None:
     """Remove our staged outputs in ``parent`` left by packs that died (SIGKILL, power
     loss): only names of our pattern, owned by this user, whose process is gone and whose
-    lock nobody holds. Anything else is left alone."""
+    lock nobody holds. Anything else is left alone, and on Windows everything: neither the
+    process nor a lock can be asked there with the standard library."""
+    if _WINDOWS:
+        return
     try:
         names = os.listdir(parent)
     except OSError:
@@ -280,8 +288,15 @@ def remove_stale_partials(parent: str) -> None:
             os.close(fd)
 
 
-def _make_partial(path: str, directory: bool) -> int:
-    """Create ``path`` (failing if it exists) and return a descriptor of it."""
+def _make_partial(path: str, directory: bool) -> int | None:
+    """Create ``path`` (failing if it exists) and return a descriptor of it to hold the
+    lock with; None on Windows, where a file held open cannot be renamed into place."""
+    if _WINDOWS:
+        if directory:
+            os.mkdir(path)
+        else:
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+        return None
     if directory:
         os.mkdir(path, 0o700)
         return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -313,13 +328,15 @@ def _partial(parent: str, output: str, directory: bool) -> Iterator[str]:
             _remove(tmp)  # interrupted, perhaps once it was made
         raise
     try:
-        _locked(fd)
+        if fd is not None:
+            _locked(fd)
         yield tmp
     except BaseException:
         _remove(tmp)
         raise
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
 
 
 def _raise_naming(e: CondaPackException, paths: str, name: str) -> None:
