@@ -368,6 +368,46 @@ def test_pack_again_after_unpacking(win_archive, tmp_path):
     no_placeholder_left(again)
 
 
+def test_environment_installed_on_windows_and_packed_from_here(win_env, tmp_path):
+    """An environment created on Windows, packed from Linux (WSL, a copied tree): its
+    files name C:/..., not where it is now. Packing says exactly that, instead of calling
+    every file changed since install; with --ignore-missing-files the files are packed as
+    they are and conda-unpack relocates them from the Windows path."""
+    installed = "C:/Users/Jane/envs/w"
+    env = tmp_path / "copied"
+    shutil.copytree(win_env, env, symlinks=True)
+    here = str(win_env).encode()
+    for path in env.rglob("*"):
+        if path.is_file() and not path.is_symlink() and "conda-meta" not in path.parts:
+            data = path.read_bytes()
+            if here in data:
+                mode = path.stat().st_mode
+                path.chmod(0o644)
+                path.write_bytes(data.replace(here, installed.encode()))
+                path.chmod(mode)
+    out = tmp_path / "w.tar"
+    proc = conda_pack("-p", env, "-o", out, "-q", check=False)
+    assert proc.returncode == 1
+    assert "installed on Windows at %s" % installed in proc.stderr
+    assert "(changed since install)" not in proc.stderr  # no list of "changed" files
+    assert not out.exists()
+    conda_pack("-p", env, "-o", out, "-q", "--ignore-missing-files")
+    root = extract(out, tmp_path / "unpacked", "tar")
+    assert installed in (root / "Library/bin/qt.conf").read_text()
+    unpack(root)
+    assert (root / "Library/bin/qt.conf").read_text() == qt_conf(NEW_FWD)
+    # What the installer left as it was (copies of the build prefix in other spellings,
+    # #141) stays so; the path it installed at is relocated.
+    bat = (env / "Library/bin/winlib-env.bat").read_bytes()
+    assert installed.encode() in bat
+    assert (root / "Library/bin/winlib-env.bat").read_bytes() == bat.replace(
+        installed.encode(), NEW_FWD.encode()
+    )
+    for path in root.rglob("*"):
+        if path.is_file() and path.name != "conda-unpack-script.py":
+            assert b"Jane/envs/w" not in path.read_bytes(), path
+
+
 @pytest.mark.parametrize(
     "given, written",
     [

@@ -51,7 +51,12 @@ from .unpack import (
     relocation_hook,
 )
 from .warn import warn
-from .windows import is_windows_absolute, rewrite_for_dest
+from .windows import (
+    installed_elsewhere_error,
+    is_windows_absolute,
+    rewrite_for_dest,
+    windows_install_prefix,
+)
 
 # Windows has no fcntl, no O_NOFOLLOW/O_DIRECTORY, no uid, and os.kill(pid, 0) would end the
 # process there instead of asking whether it lives.
@@ -744,6 +749,14 @@ def _write(
 ) -> None:
     replaced = _generated_targets(env, dest, parcel, auto_relocate)
     plan = plan_entries(env, dest, replaced, writer_format == "zip" and not zip_symlinks)
+    # conda-unpack's records name the prefix the files hold: where the environment is,
+    # unless it was installed on Windows and is packed from elsewhere.
+    held = env.prefix
+    installed_at = windows_install_prefix(env) if env._layout.windows else None
+    if installed_at is not None:
+        if not env.ignore_missing_files:
+            raise installed_elsewhere_error(env, installed_at)
+        held = installed_at
     if dest is not None and env._layout.windows:
         rewrite_for_dest(plan, env, dest)
     when = source_date(env.prefix)
@@ -764,7 +777,7 @@ def _write(
     out = _Outcome()
 
     def take_reports(reports: list) -> None:
-        interpret(plan, reports, env.prefix, dest, env._layout.windows, out)
+        interpret(plan, reports, held, dest, env._layout.windows, out)
 
     completed = False
     try:
@@ -773,7 +786,7 @@ def _write(
     except PackIOError as e:
         cause = e.__cause__
         unreadable = isinstance(cause, PermissionError) and str(cause.filename).startswith(
-            env.prefix + "/"
+            os.path.join(env.prefix, "")
         )
         if not unreadable:
             raise

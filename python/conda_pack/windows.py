@@ -13,10 +13,16 @@ import os
 import stat
 
 from .env import CondaEnv, File
+from .errors import CondaPackException
 from .plan import Plan, is_conda_record
 from .unpack.conda_unpack import windows_path, windows_replace_launcher, windows_replace_text
 
-__all__ = ["is_windows_absolute", "rewrite_for_dest"]
+__all__ = [
+    "installed_elsewhere_error",
+    "is_windows_absolute",
+    "rewrite_for_dest",
+    "windows_install_prefix",
+]
 
 
 def is_windows_absolute(path: str) -> bool:
@@ -69,3 +75,62 @@ def rewrite_for_dest(plan: Plan, env: CondaEnv, dest: str) -> None:
             int(st.st_mtime),
             len(data),
         )
+
+
+#: How many files holding the install prefix are read to learn which prefix that is.
+_SAMPLE = 8
+#: A Windows absolute path as an installer writes it into a text file.
+_WINDOWS_PATH = rb"(?<![A-Za-z0-9])[A-Za-z]:[\\/][^\0\r\n\"'<>|*?;=]*"
+
+
+def windows_install_prefix(env: CondaEnv) -> str | None:
+    """The Windows path a Windows environment was installed at, when its files name that
+    instead of where it is now: one created on Windows and packed from Linux (WSL, a copied
+    tree). None when its files name where it is (or nothing tells).
+
+    An installer turns a package's placeholder into its prefix, so the prefix is the part
+    of a Windows path in the file that, put back to the placeholder, gives the package's
+    file again: its recorded sha256 proves it."""
+    import hashlib
+    import re
+
+    here = os.fsencode(env.prefix)
+    read = 0
+    for f in env._files:
+        if read >= _SAMPLE:
+            break
+        if f.file_mode != "text" or not f.prefix_placeholder or f._record is None:
+            continue
+        sha = f._record[1]
+        if not sha:
+            continue
+        try:
+            with open(f.source, "rb") as fh:
+                data = fh.read()
+        except OSError:
+            continue
+        read += 1
+        if here in data:
+            return None
+        placeholder = os.fsencode(f.prefix_placeholder)
+        for m in re.finditer(_WINDOWS_PATH, data):
+            path = m.group(0).rstrip(b" ")
+            # The prefix ends where a path component does.
+            cuts = [i for i in range(3, len(path)) if path[i : i + 1] in b"\\/"] + [len(path)]
+            for cut in reversed(cuts):
+                candidate = path[:cut]
+                restored = data.replace(candidate, placeholder)
+                if hashlib.sha256(restored).hexdigest() == sha:
+                    return os.fsdecode(candidate)
+    return None
+
+
+def installed_elsewhere_error(env: CondaEnv, windows_prefix: str) -> CondaPackException:
+    return CondaPackException(
+        "This environment was installed on Windows at %s and its files name that path, "
+        "not %s where it is now, so they cannot be put back to their packages' content "
+        "(they would all be reported as changed since install). Pack it with "
+        "--ignore-missing-files: its files are then packed as they are, and conda-unpack "
+        "relocates them from %s to wherever the archive is unpacked."
+        % (windows_prefix, env.prefix, windows_prefix)
+    )
