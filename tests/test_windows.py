@@ -699,3 +699,18 @@ def test_staging_an_output_uses_nothing_windows_lacks(monkeypatch, tmp_path, dir
     assert got.read_bytes() == b"x"
     assert stale.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out", stale.name])
+
+
+def test_file_sources_use_one_separator_on_windows(monkeypatch):
+    """A file's path on disk, made from the environment and its "/"-separated target:
+    Windows reads a mixed one, except under an extended-length (\\\\?\\) root, which takes
+    backslashes only."""
+    import types
+
+    from conda_pack import files
+
+    root = "\\\\?\\C:\\envs\\x"
+    f = files.File._in_env(root, "Lib/site-packages/a.py", True, None, None, 0, None)
+    assert f.source == root + "/Lib/site-packages/a.py"  # here, on Linux
+    monkeypatch.setattr(files, "os", types.SimpleNamespace(sep="\\"))
+    assert f.source == "\\\\?\\C:\\envs\\x\\Lib\\site-packages\\a.py"

@@ -217,7 +217,7 @@ def read_files(
             # Installed as a link into the package cache: pack the file it points to. A
             # link anywhere else was put there after install; following it would archive
             # a file from outside the environment, so it is packed as the link it is.
-            real = os.path.realpath(prefix + "/" + path)
+            real = os.path.realpath(os.path.join(prefix, path))
             if _in_own_cache(real, pkg, caches) and os.path.isfile(real):
                 f = File(real, path, True, None, None)
                 f._package, f._size = pkg, os.path.getsize(real)
@@ -280,7 +280,7 @@ def _in_own_cache(real: str, pkg: Package, caches: dict[str, str]) -> bool:
     cache = caches.get(pkg.link_source)
     if cache is None:
         cache = caches[pkg.link_source] = os.path.realpath(pkg.link_source)
-    return real.startswith(cache.rstrip("/") + "/")
+    return real.startswith(os.path.join(cache.rstrip(os.sep), ""))
 
 
 def _sorted(files):

@@ -3,6 +3,7 @@ sequence of them an environment is loaded into."""
 
 from __future__ import annotations
 
+import os
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
@@ -92,7 +93,10 @@ class File:
     def source(self) -> str:
         if self._source is not None:
             return self._source
-        return self._root + "/" + self.target
+        if os.sep == "/":
+            return self._root + "/" + self.target
+        # Windows: one separator throughout, which an extended-length (\\?\) root needs.
+        return self._root + os.sep + self.target.replace("/", os.sep)
 
     @source.setter
     def source(self, value: str) -> None:

@@ -429,7 +429,9 @@ def link_copies(files, prefix: str) -> tuple[list[File], list[File], set[str]]:
 
     def inside(target: str) -> str | None:
         real = os.path.realpath(os.path.join(prefix, target))
-        return real[len(root) + 1 :] if real.startswith(root + "/") else None
+        below = os.path.join(root, "")
+        # A target, "/"-separated: realpath spells it with "\\" on Windows.
+        return real[len(below) :].replace(os.sep, "/") if real.startswith(below) else None
 
     def copy(f: File, name: str) -> File | None:
         """What to pack as ``name`` for the link ``f``, if it names a file being packed."""
