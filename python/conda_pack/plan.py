@@ -295,7 +295,7 @@ class Plan:
         for i in range(start, stop):
             e = rows[i]
             flags = info[e]
-            begin = ends[e - 1] + 1 if e else 0  # EnvColumns.target's slice: a call cost 25%
+            begin = ends[e - 1] + 1 if e else 0  # EnvColumns.target inlined: hot loop
             if (
                 flags & (UNKNOWN | PLACEHOLDER)
                 or e in special
