@@ -431,7 +431,7 @@ def interpret(
             out.changed.setdefault(key, []).append(f.target + " (changed since install)")
         if f.file_mode is None:
             continue  # a plain copy: only a size check reports back
-        restored = outcome in ("restored", "cached")
+        restored = outcome in (_core.OUTCOME_RESTORED, _core.OUTCOME_CACHED)
         placeholder = f.prefix_placeholder if restored else env_prefix
         if f.file_mode in ("text", "binary") and f.prefix_placeholder:
             mode = f.file_mode
@@ -447,7 +447,7 @@ def interpret(
             continue
         if dest is not None:
             continue
-        if windows and outcome == "as-is" and f.prefix_placeholder:
+        if windows and outcome == _core.OUTCOME_AS_IS and f.prefix_placeholder:
             # Packed as found (in an environment conda-unpack relocated, say), it may hold
             # the prefix only in spellings the core does not search for, such as a
             # launcher's #! line with backslashes. conda-unpack's Windows rules match every

@@ -10,9 +10,10 @@ import re
 from collections.abc import Iterator
 from datetime import datetime
 
+from ._core import CONTENT_CONDA_META
 from .env import CondaEnv
 from .errors import CondaPackException
-from .files import CHECK_SIZE, PLACEHOLDER, UNKNOWN, File, FileTable
+from .files import CHECK_SIZE, HOLDS_PLACEHOLDER, UNKNOWN, File, FileTable
 from .formats import FORMATS
 from .metadata import Layout, package_path
 
@@ -250,7 +251,7 @@ class Plan:
             content = size if f._check_size else None
         else:
             content = content_for(f, self._layout, self._prefix_b, self._dest_b)
-            if content == "conda-meta":
+            if content == CONTENT_CONDA_META:
                 mode = 0o644
         # A file at its place in this environment leaves the core to derive its source.
         source = None if f._source is None and f._root == self._prefix else f.source
@@ -297,7 +298,7 @@ class Plan:
             flags = info[e]
             begin = ends[e - 1] + 1 if e else 0  # EnvColumns.target's slice: a call cost 25%
             if (
-                flags & (UNKNOWN | PLACEHOLDER)
+                flags & (UNKNOWN | HOLDS_PLACEHOLDER)
                 or e in special
                 or i in overrides
                 or i in copies
@@ -336,7 +337,7 @@ def content_for(f: File, layout: Layout, env_prefix: bytes, dest: bytes | None):
     """What the core must do with one file's bytes (see ``_core.pyi``)."""
     if f.file_mode is None:
         if is_conda_record(f):
-            return "conda-meta"
+            return CONTENT_CONDA_META
         return f._size if f._check_size else None
     if f.file_mode not in ("text", "binary", "unknown"):
         raise CondaPackException("unknown file_mode %r for %s" % (f.file_mode, f.target))
