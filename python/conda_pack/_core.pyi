@@ -2,6 +2,7 @@
 
 from collections.abc import Callable, Sequence
 from os import PathLike
+from typing import Any, TypedDict
 
 _Path = str | PathLike[str]
 
@@ -34,9 +35,22 @@ OUTCOME_AS_IS: str
 #: An entry's ``content`` for a package's ``conda-meta/*.json`` record.
 CONTENT_CONDA_META: str
 
+class _Package(TypedDict):
+    """A package record of ``index_env``, and where its placeholders come from."""
+
+    filename: str
+    name: str
+    version: str
+    build: str
+    url: str | None
+    subdir: str | None
+    noarch: str | None
+    link_source: str | None
+    placeholders: str  # a PLACEHOLDERS_* value
+
 def index_env(
     prefix: _Path, skip_top: Sequence[str]
-) -> tuple[list[dict[str, object]], dict[str, object], bool, str | None]:
+) -> tuple[list[_Package], dict[str, Any], bool, str | None]:
     """Walk a prefix and match it against conda's records: ``(packages, columns, windows,
     python_version)``. One element per entry (recorded paths and files on disk), in
     bytewise path order; ``columns`` holds:

@@ -283,7 +283,8 @@ def _partition(files, pattern: str) -> tuple:
     matches = re.compile(translate(pattern)).match
     if isinstance(files, FileTable):
         return files.partition(matches)
-    keep, drop = [], []
+    keep: list[File] = []
+    drop: list[File] = []
     for f in files:
         (drop if matches(f.target) else keep).append(f)
     return keep, drop

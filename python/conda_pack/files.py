@@ -54,8 +54,9 @@ class File:
         file_mode: str | None = None,
         prefix_placeholder: str | None = None,
     ) -> None:
-        self._source = source
-        self._root = None
+        self._source: str | None = source
+        #: The environment's root, when the source is ``_root/target`` (``_in_env``).
+        self._root: str | None = None
         self.target = target
         self.is_conda = is_conda
         self.file_mode = file_mode
@@ -93,7 +94,7 @@ class File:
     def source(self) -> str:
         if self._source is not None:
             return self._source
-        return self._root + "/" + self.target
+        return self._root + "/" + self.target  # type: ignore[operator]  # set by _in_env
 
     @source.setter
     def source(self, value: str) -> None:
@@ -265,7 +266,7 @@ class FileTable(Sequence):
             return sum(size[e] for e in self._rows)
         return sum(size[e] if e not in special else (special[e]._size or 0) for e in self._rows)
 
-    def partition(self, matches: Callable[[str], bool]) -> tuple[FileTable, FileTable]:
+    def partition(self, matches: Callable[[str], object]) -> tuple[FileTable, FileTable]:
         """``(rows whose target does not match, rows whose target does)``."""
         keep, drop = array("I"), array("I")
         target = self._cols.target
