@@ -56,7 +56,7 @@ from .warn import warn
 from .windows import is_windows_absolute, rewrite_for_dest
 
 if TYPE_CHECKING:
-    from ._core import Entry
+    from ._core import _Entry
 
 __all__ = ["pack", "pack_env"]
 
@@ -773,7 +773,7 @@ def _write(
     if out.changed and not env.ignore_missing_files:
         raise missing_files_error(out.changed)
     _warn_outcome(out, env.prefix, dest)
-    generated: list[Entry] = [
+    generated: list[_Entry] = [
         (g.target, g.data, None, g.mode, when, len(g.data))
         for g in _generated(env, out, dest, parcel, auto_relocate)
     ]
