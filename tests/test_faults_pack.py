@@ -28,7 +28,7 @@ from conda_pack import CondaEnv
 
 from tests.conftest import NO_PYTHON
 from tests.envfactory import variants
-from tests.helpers import extract, run, tree, zip_names
+from tests.helpers import extract, run, start_for_ctrl_c, tree, zip_names
 from tests.test_cli import assert_user_error, cp, listing, member, names, ok
 
 
@@ -226,20 +226,10 @@ SLOWEST = {
 SLOW = {"tar.gz", "tar.bz2", "tar.xz", "tar.zst", "zip", "squashfs"}
 
 
-def default_sigint() -> None:
-    """For a child: Ctrl-C as a user's shell delivers it. A test run started in the
-    background inherits SIGINT ignored, and so would the packer."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def start_pack(*args, **popen) -> subprocess.Popen:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.Popen(
-        [sys.executable, "-m", "conda_pack", *map(str, args)],
-        text=True,
-        env=env,
-        preexec_fn=default_sigint,
-        **popen,
+    return start_for_ctrl_c(
+        [sys.executable, "-m", "conda_pack", *args], text=True, env=env, **popen
     )
 
 
