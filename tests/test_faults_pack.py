@@ -269,13 +269,25 @@ def interrupt(fmt: str, point: str, env: Path, outdir: Path) -> float | None:
     return took
 
 
+def quickest_stop(fmt: str, point: str, env: Path, outdir: Path) -> float | None:
+    """``interrupt``, tried again (at most three times in all) while it takes a second or
+    more: on a loaded machine the scheduler alone can hold a process that long, while a
+    compressor that does not look at the flag takes that long every time."""
+    took = None
+    for _ in range(3):
+        took = interrupt(fmt, point, env, outdir)
+        if took is None or took < 1.0:
+            break
+    return took
+
+
 @pytest.mark.parametrize("fmt", sorted(SLOWEST))
 def test_ctrl_c_stops_within_a_second(fmt, full_env, tmp_path):
     if fmt == "squashfs" and shutil.which("mksquashfs") is None:
         pytest.skip("squashfs-tools not installed")
     outdir = tmp_path / "out"
     outdir.mkdir()
-    took = {p: interrupt(fmt, p, full_env, outdir) for p in ("loading", "writing", "busy")}
+    took = {p: quickest_stop(fmt, p, full_env, outdir) for p in ("loading", "writing", "busy")}
     reached = {p: t for p, t in took.items() if t is not None}
     assert "loading" in reached and "writing" in reached, took
     if fmt in SLOW:
