@@ -398,7 +398,10 @@ class Changer(threading.Thread):
                         f.write(bytes([v]) * (64 << 10))
             elif self.how == "grow":
                 if self.path.stat().st_size > 4 * self.size:  # room on the test's disk
-                    self.path.write_bytes(bytes([v]) * self.size)
+                    # Replaced whole (a truncation would be a real, empty, version).
+                    fresh = self.path.with_name(self.path.name + ".new")
+                    fresh.write_bytes(bytes([v]) * self.size)
+                    os.replace(fresh, self.path)
                 with open(self.path, "ab") as f:
                     f.write(bytes([v]) * MIB)
             elif self.how == "shrink":

@@ -113,11 +113,19 @@ def test_hard_link_clone_is_relocated_without_touching_the_original(full, tmp_pa
 
 # -- 2. write errors: full disk, I/O errors --------------------------------------------------------
 @pytest.mark.parametrize(
-    "error,when", [("ENOSPC", 1), ("ENOSPC", 2), ("ENOSPC", 3), ("ENOSPC", 8), ("EIO", 5)]
+    "syscall,error,when",
+    [
+        ("pwrite64", "ENOSPC", 1),
+        ("pwrite64", "ENOSPC", 2),
+        ("pwrite64", "ENOSPC", 3),
+        ("pwrite64", "ENOSPC", 6),
+        ("pwrite64", "EIO", 5),
+        ("pwritev2", "ENOSPC", 2),
+    ],
 )
-def test_a_failed_write_leaves_every_file_whole_and_a_rerun_finishes(small, error, when):
+def test_a_failed_write_leaves_every_file_whole_and_a_rerun_finishes(small, syscall, error, when):
     root = small.fresh()
-    proc = run_proc(injected(unpack_cmd(root, "--workers", "1"), "pwrite64", when, error=error))
+    proc = run_proc(injected(unpack_cmd(root, "--workers", "1"), syscall, when, error=error))
     assert proc.returncode == 1, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("conda-unpack: "), proc.stderr
@@ -173,10 +181,12 @@ def test_full_disk_leaves_every_file_whole_and_a_rerun_finishes(small, tmp_path)
 @pytest.mark.parametrize(
     "syscall,when",
     [
-        ("pwrite64", 1),
-        ("pwrite64", 2),
+        ("pwrite64", 1),  # the state announcing the run
+        ("pwrite64", 2),  # files...
         ("pwrite64", 4),
-        ("pwrite64", 9),
+        ("pwrite64", 6),
+        ("pwritev2", 1),  # undo records
+        ("pwritev2", 3),
         ("renameat", 1),
         ("renameat", 2),
         ("fsync", 1),

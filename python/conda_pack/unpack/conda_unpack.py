@@ -491,13 +491,16 @@ def _pwrite_all(fd, data, offset):
 
 
 def _read_all(fd, size):
+    """The rest of the file: one read for a file of ``size`` bytes (a short read of a
+    regular file is its end)."""
     chunks = []
-    want = size + 1  # one read for the whole file, one more to see its end
     while True:
-        chunk = os.read(fd, max(want, 65536))
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
+        want = max(size + 1, 65536)
+        chunk = os.read(fd, want)
+        if chunk:
+            chunks.append(chunk)
+        if len(chunk) < want:
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 class _Tree:
@@ -711,7 +714,13 @@ class _Journal:
             parts.append(_JOURNAL_PIECE.pack(off, len(data)))
             parts.append(data)
         parts.append(_JOURNAL_TAIL.pack(_JOURNAL_MAGIC, self.seq))
-        _pwrite_all(self.fd, b"".join(parts), 0)
+        if hasattr(os, "pwritev"):  # no copy of the file's bytes to join them
+            done = os.pwritev(self.fd, parts, 0)
+            total = sum(len(p) for p in parts)
+            if done < total:
+                _pwrite_all(self.fd, b"".join(parts)[done:], done)
+        else:
+            _pwrite_all(self.fd, b"".join(parts), 0)
 
     def close(self):
         if self.fd is not None:
@@ -1183,102 +1192,89 @@ class _Relocation:
         d, name = self.tree.parent(job.path)
         if name is None:
             return False  # not reachable without following a link: never followed
+        fd, writable = _open_file(d, name, job.path)
+        if fd is None:
+            return False  # excluded or removed after packing, or a link (never followed)
         try:
-            st = os.stat(name, dir_fd=d, follow_symlinks=False)
-        except FileNotFoundError:
-            return False  # excluded or removed after packing
-        if stat.S_ISLNK(st.st_mode):
-            return False  # its target, if ours, has its own record
-        if not stat.S_ISREG(st.st_mode):
-            raise Failure("%s: not a regular file" % job.path)
-        alone = st.st_nlink == 1 and (st.st_dev, st.st_ino) not in self.mapped
-        if (
-            alone
-            and job.mode == "binary"
-            and job.offsets
-            and job.shebang is None
-            and not ON_WINDOWS
-        ):
-            done = self._patch(d, name, st, job)
-            if done is not None:
-                return done
-        fd = os.open(name, _READ, dir_fd=d)
-        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise Failure("%s: not a regular file" % job.path)
+            # Written where it is only if no other name or running program shares it.
+            in_place = writable and st.st_nlink == 1 and (st.st_dev, st.st_ino) not in self.mapped
+            binary = job.mode == "binary" and job.offsets and job.shebang is None
+            if in_place and binary and not ON_WINDOWS:
+                done = self._patch(fd, st, job)
+                if done is not None:
+                    return done
             data = _read_all(fd, st.st_size)
+            new = self.relocated(data, job)
+            if new == data:
+                return False
+            keep = _keeps_mtime(job.path)
+            if in_place and max(len(data), len(new)) <= IN_PLACE_LIMIT:
+                self._overwrite(fd, st, job.path, data, new, keep)
+                return True
         finally:
             os.close(fd)
-        new = self.relocated(data, job)
-        if new == data:
-            return False
-        keep = _keeps_mtime(job.path)
-        if alone and max(len(data), len(new)) <= IN_PLACE_LIMIT:
-            if self._overwrite(d, name, st, job.path, data, new, keep):
-                return True
         _write_new(d, name, new, st, keep)
         return True
 
-    def _open_in_place(self, d, name, st):
-        """The file opened for writing, if it can be written where it is (and is still the
-        file that was looked at), else None."""
-        try:
-            fd = os.open(name, _WRITE, dir_fd=d)
-        except OSError as e:
-            if e.errno in (errno.ETXTBSY, errno.EACCES, errno.EPERM, errno.EROFS):
-                return None
-            raise
-        now = os.fstat(fd)
-        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) or now.st_nlink != 1:
-            os.close(fd)
-            return None
-        return fd
-
-    def _patch(self, d, name, st, job):
+    def _patch(self, fd, st, job):
         """Rewrite only the C strings packing found, inside the file: a binary keeps its
         length and every string its offset, so a few small writes do what rewriting the
         whole file would. None: the file must be looked at whole instead."""
-        fd = self._open_in_place(d, name, st)
-        if fd is None:
+        patches = _cstring_patches(
+            lambda n, off: _pread(fd, n, off),
+            job.offsets,
+            self.olds(job.placeholders),
+            self.target,
+        )
+        if patches is None:
             return None
-        try:
-            patches = _cstring_patches(
-                lambda n, off: _pread(fd, n, off),
-                job.offsets,
-                self.olds(job.placeholders),
-                self.target,
-            )
-            if patches is None:
-                return None
-            if not patches:
-                return False
-            self.journal.record(job.path, st.st_size, [(off, old) for off, old, _ in patches])
-            try:
-                for off, _, new in patches:
-                    _pwrite_all(fd, new, off)
-            except BaseException:
-                _restore(fd, [(off, old) for off, old, _ in patches], st.st_size)
-                raise
-            _set_times(fd, st, True)
-            return True
-        finally:
-            os.close(fd)
-
-    def _overwrite(self, d, name, st, path, data, new, keep_mtime):
-        fd = self._open_in_place(d, name, st)
-        if fd is None:
+        if not patches:
             return False
+        self.journal.record(job.path, st.st_size, [(off, old) for off, old, _ in patches])
         try:
-            self.journal.record(path, len(data), [(0, data)])
-            try:
-                _pwrite_all(fd, new, 0)
-                if len(new) < len(data):
-                    os.ftruncate(fd, len(new))
-            except BaseException:
-                _restore(fd, [(0, data)], len(data))
-                raise
-            _set_times(fd, st, keep_mtime)
-            return True
-        finally:
-            os.close(fd)
+            for off, _, new in patches:
+                _pwrite_all(fd, new, off)
+        except BaseException:
+            _restore(fd, [(off, old) for off, old, _ in patches], st.st_size)
+            raise
+        _set_times(fd, st, True)
+        return True
+
+    def _overwrite(self, fd, st, path, data, new, keep_mtime):
+        self.journal.record(path, len(data), [(0, data)])
+        try:
+            _pwrite_all(fd, new, 0)
+            if len(new) < len(data):
+                os.ftruncate(fd, len(new))
+        except BaseException:
+            _restore(fd, [(0, data)], len(data))
+            raise
+        _set_times(fd, st, keep_mtime)
+
+
+def _open_file(d, name, path):
+    """``(fd, writable)`` for a file to relocate: opened for writing too when it may be
+    written where it is (one open for both), never through a link; ``(None, False)`` if
+    it is gone or a link. Not blocking on a pipe planted in its place."""
+    flags = _WRITE | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    try:
+        return os.open(name, flags, dir_fd=d), True
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ELOOP):
+            return None, False
+        if e.errno == errno.EISDIR:
+            raise Failure("%s: not a regular file" % path) from None
+        if e.errno not in (errno.ETXTBSY, errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+    try:
+        return os.open(name, _READ | getattr(os, "O_NONBLOCK", 0), dir_fd=d), False
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ELOOP):
+            return None, False
+        raise
 
 
 def _restore(fd, pieces, size):
