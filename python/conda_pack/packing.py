@@ -771,5 +771,7 @@ def _write(
         (g.target, g.data, None, g.mode, when, len(g.data))
         for g in _generated(env, out, dest, parcel, auto_relocate)
     ]
+    # Our unpacker reads the generated files (conda-unpack's records) before the rest.
+    writer.mark_tail()
     writer.write(generated)
     writer.finish()
