@@ -38,12 +38,17 @@ class Records:
         self.stateful = stateful
 
 
-def _ours(source: str) -> list | None:
-    """Jobs from our conda-unpack (the ``_DATA`` record filled in at pack time)."""
+def script_data(source: str) -> dict | None:
+    """The records of our conda-unpack (``_DATA``, filled in at pack time), or None."""
     m = re.search(r"^# <conda-pack:data>\n_DATA = json\.loads\((.*)\)$", source, re.M)
-    if m is None:
+    return None if m is None else json.loads(ast.literal_eval(m.group(1)))
+
+
+def _ours(source: str) -> list | None:
+    """Jobs from our conda-unpack."""
+    data = script_data(source)
+    if data is None:
         return None
-    data = json.loads(ast.literal_eval(m.group(1)))
     if data.get("windows"):
         # Windows rules (launchers, backslash spellings) are conda-unpack's alone: such
         # an archive is only extracted here, and relocated on Windows.
