@@ -541,7 +541,9 @@ impl ArchiveWriter {
             .packer
             .lock()
             .map_err(|_| PyValueError::new_err("writer poisoned"))?;
-        guard.mark_tail().map_err(|e| Python::attach(|py| to_py(py, e)))
+        guard
+            .mark_tail()
+            .map_err(|e| Python::attach(|py| to_py(py, e)))
     }
 
     /// Complete the archive (trailers, central directory, flush).
@@ -562,14 +564,26 @@ impl ArchiveWriter {
 
 /// A job from Python: `(member path, placeholders, mode or None, shebang or None)`.
 #[cfg(unix)]
-type JobArg = (Vec<u8>, Vec<Vec<u8>>, Option<String>, Option<(Vec<u8>, Vec<u8>)>);
+type JobArg = (
+    Vec<u8>,
+    Vec<Vec<u8>>,
+    Option<String>,
+    Option<(Vec<u8>, Vec<u8>)>,
+);
 
 #[cfg(unix)]
 fn jobs_arg(jobs: Vec<JobArg>) -> PyResult<Vec<(Vec<u8>, std::sync::Arc<unpack::Job>)>> {
     jobs.into_iter()
         .map(|(path, olds, mode, shebang)| {
             let mode = mode.as_deref().map(mode_arg).transpose()?;
-            Ok((path, std::sync::Arc::new(unpack::Job { olds, mode, shebang })))
+            Ok((
+                path,
+                std::sync::Arc::new(unpack::Job {
+                    olds,
+                    mode,
+                    shebang,
+                }),
+            ))
         })
         .collect()
 }
@@ -587,7 +601,11 @@ fn relocate_bytes<'py>(
     new: &[u8],
 ) -> PyResult<Option<Bound<'py, PyBytes>>> {
     let mode = mode.as_deref().map(mode_arg).transpose()?;
-    let job = unpack::Job { olds, mode, shebang };
+    let job = unpack::Job {
+        olds,
+        mode,
+        shebang,
+    };
     match unpack::relocate::relocate(data, &job, new) {
         Ok(out) => Ok(out.map(|o| PyBytes::new(py, &o))),
         Err(e) => Err(raise(py, "PrefixError", e.to_string(), None)),
@@ -598,12 +616,21 @@ fn relocate_bytes<'py>(
 /// changed.
 #[cfg(unix)]
 #[pyfunction]
-fn relocate_tree(py: Python<'_>, root: PathBuf, jobs: Vec<JobArg>, target: Vec<u8>, threads: usize) -> PyResult<u64> {
+fn relocate_tree(
+    py: Python<'_>,
+    root: PathBuf,
+    jobs: Vec<JobArg>,
+    target: Vec<u8>,
+    threads: usize,
+) -> PyResult<u64> {
     let jobs = jobs_arg(jobs)?;
     let cancel = Cancel::default();
-    let (interrupt, result) = interruptible(py, &cancel, |_| Ok(()), || {
-        unpack::relocate_tree(&root, &jobs, &target, threads, &cancel)
-    });
+    let (interrupt, result) = interruptible(
+        py,
+        &cancel,
+        |_| Ok(()),
+        || unpack::relocate_tree(&root, &jobs, &target, threads, &cancel),
+    );
     if let Some(e) = interrupt {
         return Err(e);
     }
@@ -622,7 +649,8 @@ struct Unpacker {
 impl Unpacker {
     #[new]
     fn new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        let archive = unpack::Archive::open(&path).map_err(|e| to_py(py, Error::Io { path, source: e }))?;
+        let archive =
+            unpack::Archive::open(&path).map_err(|e| to_py(py, Error::Io { path, source: e }))?;
         Ok(Unpacker { archive })
     }
 
@@ -645,16 +673,31 @@ impl Unpacker {
 
     /// The conda-unpack scripts of the archive, `[(member path, content)]`, read before
     /// the rest where the archive allows it; None where they come only at its end.
-    fn read_ahead<'py>(&self, py: Python<'py>) -> PyResult<Option<Vec<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)>>> {
+    #[allow(clippy::type_complexity)]
+    fn read_ahead<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<Option<Vec<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)>>> {
         let cancel = Cancel::default();
-        let (interrupt, result) = interruptible(py, &cancel, |_| Ok(()), || {
-            self.archive.read_ahead(&cancel).map_err(|e| Error::io(self.archive.path.clone(), e))
-        });
+        let (interrupt, result) = interruptible(
+            py,
+            &cancel,
+            |_| Ok(()),
+            || {
+                self.archive
+                    .read_ahead(&cancel)
+                    .map_err(|e| Error::io(self.archive.path.clone(), e))
+            },
+        );
         if let Some(e) = interrupt {
             return Err(e);
         }
         let found = result.map_err(|e| to_py(py, e))?;
-        Ok(found.map(|v| v.into_iter().map(|(p, c)| (PyBytes::new(py, &p), PyBytes::new(py, &c))).collect()))
+        Ok(found.map(|v| {
+            v.into_iter()
+                .map(|(p, c)| (PyBytes::new(py, &p), PyBytes::new(py, &c)))
+                .collect()
+        }))
     }
 
     /// Unpack into the existing empty directory `root`, relocating the files `jobs` name
@@ -672,24 +715,41 @@ impl Unpacker {
         progress: Option<Py<PyAny>>,
     ) -> PyResult<(u64, u64, Vec<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)>)> {
         let jobs = jobs_arg(jobs)?.into_iter().collect();
-        let plan = unpack::Plan { root, jobs, target, threads: threads.max(1) };
+        let plan = unpack::Plan {
+            root,
+            jobs,
+            target,
+            threads: threads.max(1),
+        };
         let counters = std::sync::Arc::new(unpack::Counters::default());
         let cancel = Cancel::default();
         let report = |py: Python<'_>| -> PyResult<()> {
             match &progress {
                 Some(cb) => cb
-                    .call1(py, (counters.files.load(Ordering::Relaxed), counters.bytes.load(Ordering::Relaxed)))
+                    .call1(
+                        py,
+                        (
+                            counters.files.load(Ordering::Relaxed),
+                            counters.bytes.load(Ordering::Relaxed),
+                        ),
+                    )
                     .map(|_| ()),
                 None => Ok(()),
             }
         };
-        let (interrupt, result) = interruptible(py, &cancel, report, || unpack::unpack(&self.archive, plan, &cancel, &counters));
+        let (interrupt, result) = interruptible(py, &cancel, report, || {
+            unpack::unpack(&self.archive, plan, &cancel, &counters)
+        });
         if let Some(e) = interrupt {
             return Err(e);
         }
         let out = result.map_err(|e| to_py(py, e))?;
         report(py)?;
-        let scripts = out.scripts.into_iter().map(|(p, c)| (PyBytes::new(py, &p), PyBytes::new(py, &c))).collect();
+        let scripts = out
+            .scripts
+            .into_iter()
+            .map(|(p, c)| (PyBytes::new(py, &p), PyBytes::new(py, &c)))
+            .collect();
         Ok((out.files, out.relocated, scripts))
     }
 }

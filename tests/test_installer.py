@@ -96,9 +96,7 @@ def test_too_long_a_dest_is_refused_before_extracting(installer, minimal_path, t
 
 
 @pytest.mark.parametrize("keep", [0.5, 0.999])
-def test_truncated_installer_fails_and_leaves_nothing(
-    installer, minimal_path, tmp_path, keep
-):
+def test_truncated_installer_fails_and_leaves_nothing(installer, minimal_path, tmp_path, keep):
     data = installer.read_bytes()
     bad = tmp_path / "bad.sh"
     bad.write_bytes(data[: int(len(data) * keep)])
@@ -139,7 +137,5 @@ def test_format_sh_by_option_and_no_arcroot(full_env, tmp_path):
     out = tmp_path / "installer.bin"
     conda_pack("-p", full_env, "-o", out, "--format", "sh", "-q")
     assert out.read_bytes().startswith(b"#!/bin/sh\n")
-    proc = conda_pack(
-        "-p", full_env, "-o", tmp_path / "x.sh", "--arcroot", "a", "-q", check=False
-    )
+    proc = conda_pack("-p", full_env, "-o", tmp_path / "x.sh", "--arcroot", "a", "-q", check=False)
     assert proc.returncode == 1 and "arcroot" in proc.stderr

@@ -78,7 +78,9 @@ def test_same_result_as_extract_then_conda_unpack(archives, tmp_path, fmt):
     run([ours / "bin" / "conda-unpack"])
     assert settled(ours) == before
     assert run([ours / "bin" / "cprog"]).stdout.split()[0] == "exe=%s" % ours
-    assert run([ours / "bin" / "python", "-c", "import sys; print(sys.prefix)"]).stdout.strip() == str(ours)
+    assert run(
+        [ours / "bin" / "python", "-c", "import sys; print(sys.prefix)"]
+    ).stdout.strip() == str(ours)
     # Nothing was left beside DEST.
     assert os.listdir(ours.parent) == ["env"]
 

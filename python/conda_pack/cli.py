@@ -218,9 +218,7 @@ def build_unpack_parser(prog: str = PROG) -> argparse.ArgumentParser:
         default=-1,
         help="Threads to decompress and write with (default -1: every core).",
     )
-    parser.add_argument(
-        "--quiet", "-q", action="store_true", help="Print nothing but errors."
-    )
+    parser.add_argument("--quiet", "-q", action="store_true", help="Print nothing but errors.")
     return parser
 
 

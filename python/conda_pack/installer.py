@@ -71,7 +71,8 @@ mkdir -p -- "$PARENT" || die "cannot create $PARENT"
 PARENT=$(cd -P -- "$PARENT" && pwd) || die "cannot enter $PARENT"
 case $PARENT in /) DEST=/$NAME ;; *) DEST=$PARENT/$NAME ;; esac
 if [ "$ROOM" -gt 0 ] && [ "${#DEST}" -gt "$ROOM" ]; then
-    die "$DEST is ${#DEST} characters long: this environment's binaries have room for at most $ROOM. Nothing was installed; choose a shorter path."
+    die "$DEST is ${#DEST} characters long: this environment's binaries have room" \
+        "for at most $ROOM. Nothing was installed; choose a shorter path."
 fi
 if [ -e "$DEST" ] || [ -h "$DEST" ]; then
     [ -d "$DEST" ] && [ ! -h "$DEST" ] || die "$DEST exists and is not a directory"
@@ -98,7 +99,8 @@ payload() {
     { gzip -dc || echo "decompressing it" >>"$FAILED"; } |
     { (cd -- "$TMP" && tar -xf -) || echo "extracting it" >>"$FAILED"; }
 if [ -s "$FAILED" ]; then
-    die "this installer is damaged or truncated (failed $(cat -- "$FAILED")). Nothing was installed."
+    die "this installer is damaged or truncated (failed $(cat -- "$FAILED")." \
+        "Nothing was installed."
 fi
 
 if [ "$RELOCATE" = 1 ]; then
@@ -108,7 +110,8 @@ if [ "$RELOCATE" = 1 ]; then
     elif command -v python3 >/dev/null 2>&1; then
         PY=$(command -v python3)
     fi
-    [ -n "$PY" ] || die "the environment must be relocated, which takes a python: its own does not run here and there is no python3 on PATH. Nothing was installed."
+    [ -n "$PY" ] || die "the environment must be relocated, which takes a python: its own" \
+        "does not run here and there is no python3 on PATH. Nothing was installed."
     "$PY" "$TMP/bin/conda-unpack" --new-prefix "$DEST" ||
         die "relocating the environment failed (above). Nothing was installed."
 fi

@@ -128,9 +128,7 @@ def _umask() -> int:
     return mask
 
 
-def unpack(
-    archive: str, dest: str, verbose: bool = True, n_threads: int | None = None
-) -> dict:
+def unpack(archive: str, dest: str, verbose: bool = True, n_threads: int | None = None) -> dict:
     """Extract ``archive`` into ``dest`` (new, or an empty directory) and relocate the
     environment in it for ``dest``. Returns what was done (for messages and tests)."""
     from . import _core
@@ -140,8 +138,7 @@ def unpack(
         raise CondaPackException("%s: no such archive" % archive)
     if _is_squashfs(archive):
         raise CondaPackException(
-            "%s is a squashfs image: mount it (e.g. squashfuse) instead of unpacking it"
-            % archive
+            "%s is a squashfs image: mount it (e.g. squashfuse) instead of unpacking it" % archive
         )
     dest = os.path.abspath(dest).rstrip("/") or "/"
     parent = os.path.dirname(dest)

@@ -200,9 +200,11 @@ mod tests {
         assert_eq!(back, idx);
         assert_eq!(at, 99);
         // A file that ends otherwise has no index; a damaged one is an error.
-        assert!(BlockIndex::find(&file[..file.len() - 1], file.len() as u64 - 1)
-            .unwrap()
-            .is_none());
+        assert!(
+            BlockIndex::find(&file[..file.len() - 1], file.len() as u64 - 1)
+                .unwrap()
+                .is_none()
+        );
         let mut bad = file.clone();
         let n = bad.len();
         bad[n - 200] ^= 1; // the last chunk start

@@ -31,9 +31,19 @@ fn archive_error(archive: &Archive, e: io::Error) -> Error {
 }
 
 /// Unpack `archive` into `plan.root` (a directory that exists, empty).
-pub fn unpack(archive: &Archive, plan: Plan, cancel: &Cancel, counters: &Arc<Counters>) -> Result<Outcome> {
+pub fn unpack(
+    archive: &Archive,
+    plan: Plan,
+    cancel: &Cancel,
+    counters: &Arc<Counters>,
+) -> Result<Outcome> {
     let threads = plan.threads;
-    let mut ext = Extractor::new(plan, cancel.clone(), Arc::clone(counters), archive.path.clone())?;
+    let mut ext = Extractor::new(
+        plan,
+        cancel.clone(),
+        Arc::clone(counters),
+        archive.path.clone(),
+    )?;
     let read = match archive.format {
         Format::Zip => unpack_zip(archive, &mut ext, counters),
         _ => unpack_tar(archive, &mut ext, threads, cancel, counters),
@@ -55,13 +65,17 @@ fn unpack_tar(
     let mut tar = tar::TarReader::new(stream);
     loop {
         ext.check()?;
-        counters.bytes.store(consumed.load(Ordering::Relaxed), Ordering::Relaxed);
+        counters
+            .bytes
+            .store(consumed.load(Ordering::Relaxed), Ordering::Relaxed);
         let h = match tar.next() {
             Ok(Some(h)) => h,
             Ok(None) => break,
             Err(tar::TarError::Io(e)) => return Err(archive_error(archive, e)),
             Err(tar::TarError::Damaged(at, what)) => {
-                return Err(Error::Archive(format!("at byte {at} of its tar stream: {what}")))
+                return Err(Error::Archive(format!(
+                    "at byte {at} of its tar stream: {what}"
+                )))
             }
             Err(tar::TarError::Unsupported(name, what)) => {
                 return Err(Error::Archive(format!(
@@ -87,7 +101,8 @@ fn unpack_tar(
 }
 
 fn unpack_zip(archive: &Archive, ext: &mut Extractor, counters: &Arc<Counters>) -> Result<()> {
-    let entries = zip::entries(&archive.file, archive.len).map_err(|e| archive_error(archive, e))?;
+    let entries =
+        zip::entries(&archive.file, archive.len).map_err(|e| archive_error(archive, e))?;
     for entry in entries {
         ext.check()?;
         let mode = entry.mode.unwrap_or(match entry.kind {

@@ -75,7 +75,7 @@ fn matches<'a>(
     prefixes: &'a [&'a [u8]],
     start: usize,
 ) -> impl Iterator<Item = (usize, usize)> + 'a {
-    let finders: Vec<memmem::Finder<'a>> = prefixes.iter().map(|p| memmem::Finder::new(p)).collect();
+    let finders: Vec<memmem::Finder<'a>> = prefixes.iter().map(memmem::Finder::new).collect();
     let find = move |f: &memmem::Finder<'_>, from: usize| f.find(&data[from..]).map(|i| from + i);
     let mut next: Vec<Option<usize>> = finders.iter().map(|f| find(f, start)).collect();
     let mut pos = start;
@@ -84,7 +84,11 @@ fn matches<'a>(
         for i in 0..finders.len() {
             if let Some(at) = next[i] {
                 if at < pos {
-                    next[i] = if pos <= data.len() { find(&finders[i], pos) } else { None };
+                    next[i] = if pos <= data.len() {
+                        find(&finders[i], pos)
+                    } else {
+                        None
+                    };
                 }
             }
             if let Some(at) = next[i] {
@@ -103,7 +107,10 @@ fn matches<'a>(
 /// `olds` (longest first) plus `new`, longest first, `new` placed among its length.
 fn with_new<'a>(olds: &[&'a [u8]], new: &'a [u8]) -> (Vec<&'a [u8]>, usize) {
     let mut all: Vec<&[u8]> = olds.to_vec();
-    let at = all.iter().position(|o| o.len() < new.len()).unwrap_or(all.len());
+    let at = all
+        .iter()
+        .position(|o| o.len() < new.len())
+        .unwrap_or(all.len());
     all.insert(at, new);
     (all, at)
 }

@@ -68,7 +68,10 @@ impl Archive {
         let file = File::open(path)?;
         let meta = file.metadata()?;
         if !meta.is_file() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ));
         }
         let len = meta.len();
         let mut head = vec![0u8; 512.min(len as usize)];
@@ -90,9 +93,8 @@ impl Archive {
             Format::Zip
         } else if head.len() == 512 && looks_like_tar(&head) {
             Format::Tar
-        } else if head.starts_with(b"#!") && found.is_some() {
+        } else if let Some((_, at)) = found.as_ref().filter(|_| head.starts_with(b"#!")) {
             // An installer: a script, then a gzip stream that ends with our index.
-            let (_, at) = found.as_ref().expect("checked");
             start = *at;
             let mut magic = [0u8; 3];
             file.read_exact_at(&mut magic, start)?;
@@ -165,7 +167,7 @@ impl Archive {
     /// the archive says where they are: our indexed gzip streams, and plain tar (whose
     /// headers can be walked without reading what lies between them). None when they can
     /// only be met at the end.
-    pub fn read_ahead(&self, cancel: &Cancel) -> io::Result<Option<Vec<(Vec<u8>, Vec<u8>)>>> {
+    pub fn read_ahead(&self, cancel: &Cancel) -> io::Result<Option<Scripts>> {
         match self.format {
             Format::Tar => {
                 let mut f = self.file.try_clone()?;
@@ -199,14 +201,22 @@ impl Archive {
     }
 }
 
+/// conda-unpack scripts found: `(member path, content)`.
+pub type Scripts = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// A chunk inflated by a worker: its bytes, their CRC-32 and length.
+type Inflated = io::Result<(Vec<u8>, u32, u64)>;
+
 /// A tar's first block: a header whose checksum holds.
 fn looks_like_tar(block: &[u8]) -> bool {
-    TarReader::new(block).next().is_ok_and(|h| h.is_some())
-        || (block.iter().all(|&b| b == 0))
+    TarReader::new(block).next().is_ok_and(|h| h.is_some()) || (block.iter().all(|&b| b == 0))
 }
 
 /// conda-unpack scripts among the members a reader yields.
-fn collect_scripts<R: Input>(mut tar: TarReader<R>, cancel: &Cancel) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+fn collect_scripts<R: Input>(
+    mut tar: TarReader<R>,
+    cancel: &Cancel,
+) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let mut found = Vec::new();
     loop {
         cancel.check_io()?;
@@ -259,12 +269,26 @@ impl Read for Counting {
 }
 
 /// Inflate chunk `i` of an indexed stream: `(bytes, crc32)`.
-fn inflate_chunk(file: &File, idx: &BlockIndex, start: u64, i: usize) -> io::Result<(Vec<u8>, u32)> {
+fn inflate_chunk(
+    file: &File,
+    idx: &BlockIndex,
+    start: u64,
+    i: usize,
+) -> io::Result<(Vec<u8>, u32)> {
     let chunk = idx.chunk_len();
     let from = idx.starts[i];
-    let to = idx.starts.get(i + 1).copied().unwrap_or(idx.member_len - 10);
+    let to = idx
+        .starts
+        .get(i + 1)
+        .copied()
+        .unwrap_or(idx.member_len - 10);
     let out_len = chunk.min(idx.total - i as u64 * chunk) as usize;
-    let damaged = || io::Error::new(io::ErrorKind::InvalidData, "its compressed data is damaged (a block does not inflate to what the index says)");
+    let damaged = || {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "its compressed data is damaged (a block does not inflate to what the index says)",
+        )
+    };
     if to < from || to - from > 2 * chunk + (1 << 20) {
         return Err(damaged());
     }
@@ -280,7 +304,8 @@ fn inflate_chunk(file: &File, idx: &BlockIndex, start: u64, i: usize) -> io::Res
         .decompress_vec(&input, &mut out, flate2::FlushDecompress::Finish)
         .map_err(|_| damaged())?;
     crate::buffers::give(input);
-    if status != flate2::Status::StreamEnd || out.len() != out_len || d.total_in() as usize != n + 2 {
+    if status != flate2::Status::StreamEnd || out.len() != out_len || d.total_in() as usize != n + 2
+    {
         return Err(damaged());
     }
     let crc = crc32fast::hash(&out);
@@ -290,7 +315,7 @@ fn inflate_chunk(file: &File, idx: &BlockIndex, start: u64, i: usize) -> io::Res
 /// An indexed gzip stream inflated a chunk per worker, read back in order. The CRC and
 /// length in the stream's trailer are checked at its end, as gzip checks them.
 struct ParallelInflate {
-    order: Receiver<Receiver<io::Result<(Vec<u8>, u32, u64)>>>,
+    order: Receiver<Receiver<Inflated>>,
     current: Vec<u8>,
     pos: usize,
     crc: crc32fast::Hasher,
@@ -303,10 +328,20 @@ struct ParallelInflate {
 }
 
 impl ParallelInflate {
-    fn new(file: Arc<File>, idx: BlockIndex, start: u64, threads: usize, consumed: Arc<AtomicU64>, cancel: Cancel) -> ParallelInflate {
+    fn new(
+        file: Arc<File>,
+        idx: BlockIndex,
+        start: u64,
+        threads: usize,
+        consumed: Arc<AtomicU64>,
+        cancel: Cancel,
+    ) -> ParallelInflate {
         let threads = threads.max(1);
         let (order_tx, order) = bounded(threads * 2);
-        let (jobs_tx, jobs) = bounded::<(usize, crossbeam_channel::Sender<io::Result<(Vec<u8>, u32, u64)>>)>(threads * 2);
+        let (jobs_tx, jobs) = bounded::<(
+            usize,
+            crossbeam_channel::Sender<io::Result<(Vec<u8>, u32, u64)>>,
+        )>(threads * 2);
         let idx = Arc::new(idx);
         let count = idx.starts.len();
         std::thread::Builder::new()
@@ -321,13 +356,21 @@ impl ParallelInflate {
             })
             .expect("spawn");
         for t in 0..threads {
-            let (jobs, file, idx, cancel) = (jobs.clone(), Arc::clone(&file), Arc::clone(&idx), cancel.clone());
+            let (jobs, file, idx, cancel) = (
+                jobs.clone(),
+                Arc::clone(&file),
+                Arc::clone(&idx),
+                cancel.clone(),
+            );
             std::thread::Builder::new()
                 .name(format!("conda-pack-inflate-{t}"))
                 .spawn(move || {
                     for (i, reply) in jobs {
-                        let r = cancel.check_io().and_then(|()| inflate_chunk(&file, &idx, start, i));
-                        let span = idx.starts.get(i + 1).copied().unwrap_or(idx.member_len) - idx.starts[i];
+                        let r = cancel
+                            .check_io()
+                            .and_then(|()| inflate_chunk(&file, &idx, start, i));
+                        let span = idx.starts.get(i + 1).copied().unwrap_or(idx.member_len)
+                            - idx.starts[i];
                         let _ = reply.send(r.map(|(b, c)| (b, c, span)));
                     }
                 })
@@ -358,7 +401,10 @@ impl ParallelInflate {
         let (bytes, crc, span) = rx
             .recv()
             .unwrap_or_else(|_| Err(io::Error::other("an inflating thread stopped")))?;
-        self.crc.combine(&crc32fast::Hasher::new_with_initial_len(crc, bytes.len() as u64));
+        self.crc.combine(&crc32fast::Hasher::new_with_initial_len(
+            crc,
+            bytes.len() as u64,
+        ));
         self.total += bytes.len() as u64;
         self.consumed.fetch_add(span, Ordering::Relaxed);
         crate::buffers::give(std::mem::replace(&mut self.current, bytes));
@@ -371,8 +417,14 @@ impl ParallelInflate {
         self.file.read_exact_at(&mut t, self.trailer_at)?;
         let crc = u32::from_le_bytes(t[..4].try_into().expect("4"));
         let len = u32::from_le_bytes(t[4..].try_into().expect("4"));
-        if crc != self.crc.clone().finalize() || len != self.total as u32 || self.total != self.expected_total {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "its data does not match its checksum: the archive is damaged"));
+        if crc != self.crc.clone().finalize()
+            || len != self.total as u32
+            || self.total != self.expected_total
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "its data does not match its checksum: the archive is damaged",
+            ));
         }
         Ok(())
     }

@@ -135,6 +135,8 @@ impl<R: Input> TarReader<R> {
     }
 
     /// The next member, or None at the end of the archive.
+    // Not an Iterator: a member's content is read between two calls.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<Header>, TarError> {
         self.finish_member()?;
         let mut long_name: Option<Vec<u8>> = None;
@@ -152,7 +154,12 @@ impl<R: Input> TarReader<R> {
                     self.done = true;
                     return Ok(None);
                 }
-                Ok(0) => return Err(TarError::Damaged(at, "it ends after a pax or long-name record".into())),
+                Ok(0) => {
+                    return Err(TarError::Damaged(
+                        at,
+                        "it ends after a pax or long-name record".into(),
+                    ))
+                }
                 Ok(_) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -175,7 +182,10 @@ impl<R: Input> TarReader<R> {
             match kind {
                 b'x' | b'g' | b'L' | b'K' => {
                     if size > MAX_META {
-                        return Err(TarError::Damaged(at, "a pax or long-name record is too long".into()));
+                        return Err(TarError::Damaged(
+                            at,
+                            "a pax or long-name record is too long".into(),
+                        ));
                     }
                     let mut body = vec![0u8; size as usize];
                     self.read_exact(&mut body)?;
@@ -336,7 +346,10 @@ struct Pax {
 
 impl Pax {
     fn is_empty(&self) -> bool {
-        self.path.is_none() && self.linkpath.is_none() && self.size.is_none() && self.mtime.is_none()
+        self.path.is_none()
+            && self.linkpath.is_none()
+            && self.size.is_none()
+            && self.mtime.is_none()
     }
 
     /// Records `"<len> <key>=<value>\n"`.
@@ -409,7 +422,13 @@ mod tests {
         while let Some(h) = r.next().unwrap() {
             let mut body = Vec::new();
             r.read_all_content(&mut body).unwrap();
-            seen.push((String::from_utf8(h.path).unwrap(), h.kind, body, h.link, h.mtime));
+            seen.push((
+                String::from_utf8(h.path).unwrap(),
+                h.kind,
+                body,
+                h.link,
+                h.mtime,
+            ));
         }
         assert_eq!(seen.len(), 5);
         assert_eq!(seen[1].2, b"hello");
@@ -429,7 +448,10 @@ mod tests {
         ));
         let mut data = build(&[("x", ::tar::EntryType::Regular, b"abc", "")]);
         data[10] ^= 1;
-        assert!(matches!(TarReader::new(&data[..]).next(), Err(TarError::Damaged(0, _))));
+        assert!(matches!(
+            TarReader::new(&data[..]).next(),
+            Err(TarError::Damaged(0, _))
+        ));
         let data = build(&[("x", ::tar::EntryType::Regular, &[1u8; 2000], "")]);
         let mut r = TarReader::new(&data[..1200]);
         r.next().unwrap().unwrap();
@@ -441,7 +463,10 @@ mod tests {
     fn numbers_octal_and_base_256() {
         assert_eq!(number(b"0000644\0"), Some(0o644));
         assert_eq!(number(b"   755 \0"), Some(0o755));
-        assert_eq!(number(&[0x80, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]), Some(1 << 32));
+        assert_eq!(
+            number(&[0x80, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]),
+            Some(1 << 32)
+        );
         assert_eq!(signed_number(&[0xff; 12]), Some(-1));
         assert_eq!(number(b"12x4"), None);
     }

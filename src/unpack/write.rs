@@ -46,8 +46,7 @@ pub struct Counters {
 /// root or a directory in it (`--arcroot`).
 pub fn is_unpack_script(path: &[u8]) -> bool {
     let at_root = |suffix: &[u8]| {
-        path == suffix
-            || (path.ends_with(suffix) && path[path.len() - suffix.len() - 1] == b'/')
+        path == suffix || (path.ends_with(suffix) && path[path.len() - suffix.len() - 1] == b'/')
     };
     at_root(b"bin/conda-unpack") || at_root(b"Scripts/conda-unpack-script.py")
 }
@@ -131,8 +130,11 @@ pub enum Work {
         job: Option<Arc<Job>>,
     },
     /// Anything the writer produces itself (a zip entry it inflates).
-    Task(Box<dyn FnOnce(&mut Writer) -> Result<()> + Send>),
+    Task(TaskFn),
 }
+
+/// Work a writer thread does itself.
+type TaskFn = Box<dyn FnOnce(&mut Writer) -> Result<()> + Send>;
 
 /// A writer thread's own state.
 pub struct Writer {
@@ -198,7 +200,14 @@ impl Shared {
 
 impl Writer {
     /// Write a file held in memory, relocated first when it has records.
-    pub fn write_mem(&mut self, path: &[u8], mode: u32, mtime: i64, data: Vec<u8>, job: Option<&Job>) -> Result<()> {
+    pub fn write_mem(
+        &mut self,
+        path: &[u8],
+        mode: u32,
+        mtime: i64,
+        data: Vec<u8>,
+        job: Option<&Job>,
+    ) -> Result<()> {
         let relocated = match job {
             Some(j) => relocate::relocate(&data, j, &self.shared.target)
                 .map_err(|e| relocation_error(&self.shared, path, e))?,
@@ -207,7 +216,10 @@ impl Writer {
         let changed = relocated.is_some();
         let bytes = relocated.as_deref().unwrap_or(&data);
         let (dir, name) = names::split(path);
-        let dfd = self.dirs.get(dir, false).map_err(|e| self.shared.io(path, e))?;
+        let dfd = self
+            .dirs
+            .get(dir, false)
+            .map_err(|e| self.shared.io(path, e))?;
         let mode = self.shared.modes.file(mode);
         let file = tree::create_file(dfd, name, mode).map_err(|e| self.shared.io(path, e))?;
         let r = (|| {
@@ -253,7 +265,12 @@ impl Writer {
         let file = tree::create_file(dfd, name, mode).map_err(|e| shared.io(path, e))?;
         let mut out = io::BufWriter::with_capacity(PIECE, &file);
         let single = job.and_then(|j| {
-            let mut olds: Vec<&[u8]> = j.olds.iter().map(Vec::as_slice).filter(|o| !o.is_empty() && *o != &target[..]).collect();
+            let mut olds: Vec<&[u8]> = j
+                .olds
+                .iter()
+                .map(Vec::as_slice)
+                .filter(|o| !o.is_empty() && *o != &target[..])
+                .collect();
             olds.dedup();
             Some((j.mode?, olds.first().copied()?))
         });
@@ -272,8 +289,9 @@ impl Writer {
                     Some((mode, old)) => {
                         carry.extend_from_slice(&buf[..n]);
                         replaced.clear();
-                        let (done, k) = prefix::replace_window(&carry, last, mode, old, target, &mut replaced)
-                            .map_err(|e| relocation_error(&shared, path, e))?;
+                        let (done, k) =
+                            prefix::replace_window(&carry, last, mode, old, target, &mut replaced)
+                                .map_err(|e| relocation_error(&shared, path, e))?;
                         changes += k;
                         carry.drain(..done);
                         out.write_all(&replaced).map_err(|e| shared.io(path, e))?;
@@ -289,7 +307,8 @@ impl Writer {
             if shared.modes.root && shared.modes.needs_chmod(mode) {
                 tree::chmod_fd(fd, mode).map_err(|e| shared.io(path, e))?;
             }
-            tree::set_times(fd, mtime_after(path, mtime, changes > 0), 0).map_err(|e| shared.io(path, e))
+            tree::set_times(fd, mtime_after(path, mtime, changes > 0), 0)
+                .map_err(|e| shared.io(path, e))
         })();
         crate::buffers::give(buf);
         if changes > 0 {
@@ -300,7 +319,10 @@ impl Writer {
     }
 }
 
-fn read_to_end(read: &mut dyn FnMut(&mut [u8]) -> io::Result<usize>, out: &mut Vec<u8>) -> io::Result<()> {
+fn read_to_end(
+    read: &mut dyn FnMut(&mut [u8]) -> io::Result<usize>,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
     let mut piece = vec![0u8; PIECE];
     loop {
         let n = read(&mut piece)?;
@@ -341,7 +363,12 @@ fn refuse(path: &[u8], why: &str) -> Error {
 }
 
 impl Extractor {
-    pub fn new(plan: Plan, cancel: Cancel, counters: Arc<Counters>, archive: PathBuf) -> Result<Extractor> {
+    pub fn new(
+        plan: Plan,
+        cancel: Cancel,
+        counters: Arc<Counters>,
+        archive: PathBuf,
+    ) -> Result<Extractor> {
         let root_fd = tree::open_root(&plan.root).map_err(|e| Error::io(plan.root.clone(), e))?;
         let shared = Arc::new(Shared {
             target: plan.target,
@@ -363,7 +390,10 @@ impl Extractor {
         let mut writers = Vec::new();
         for i in 0..plan.threads.max(1) {
             let mut w = Writer {
-                dirs: own.dirs.try_clone().map_err(|e| Error::io(plan.root.clone(), e))?,
+                dirs: own
+                    .dirs
+                    .try_clone()
+                    .map_err(|e| Error::io(plan.root.clone(), e))?,
                 shared: Arc::clone(&shared),
             };
             let rx = rx.clone();
@@ -376,7 +406,13 @@ impl Extractor {
                                 continue; // drained, not done
                             }
                             let r = match work {
-                                Work::Mem { path, mode, mtime, data, job } => {
+                                Work::Mem {
+                                    path,
+                                    mode,
+                                    mtime,
+                                    data,
+                                    job,
+                                } => {
                                     let n = data.len() as u64;
                                     let r = w.write_mem(&path, mode, mtime, data, job.as_deref());
                                     w.shared.give_budget(n);
@@ -420,7 +456,10 @@ impl Extractor {
     /// destination and members below a file or a link.
     fn place(&mut self, raw: &[u8]) -> Result<Vec<u8>> {
         let path = names::member(raw).ok_or_else(|| {
-            refuse(raw, "its name is absolute or holds '..': it would be written outside the destination")
+            refuse(
+                raw,
+                "its name is absolute or holds '..': it would be written outside the destination",
+            )
         })?;
         let mut at = 0;
         while let Some(i) = memchr::memchr(b'/', &path[at..]) {
@@ -430,7 +469,10 @@ impl Extractor {
                 Some(_) => {
                     return Err(refuse(
                         &path,
-                        &format!("it is below {}, which is not a directory in the archive", crate::pack::show(up)),
+                        &format!(
+                            "it is below {}, which is not a directory in the archive",
+                            crate::pack::show(up)
+                        ),
                     ))
                 }
                 None => {
@@ -464,13 +506,19 @@ impl Extractor {
 
     fn parent_fd(&mut self, path: &[u8]) -> Result<std::os::fd::RawFd> {
         let (dir, _) = names::split(path);
-        self.own.dirs.get(dir, true).map_err(|e| self.shared.io(path, e))
+        self.own
+            .dirs
+            .get(dir, true)
+            .map_err(|e| self.shared.io(path, e))
     }
 
     pub fn dir(&mut self, raw: &[u8], mode: u32, mtime: i64) -> Result<()> {
         let path = self.place(raw)?;
         self.claim(&path, Node::Dir)?;
-        self.own.dirs.get(&path, true).map_err(|e| self.shared.io(&path, e))?;
+        self.own
+            .dirs
+            .get(&path, true)
+            .map_err(|e| self.shared.io(&path, e))?;
         self.dir_meta.insert(path, (mode, mtime));
         Ok(())
     }
@@ -496,12 +544,18 @@ impl Extractor {
     pub fn hard_link(&mut self, raw: &[u8], to_raw: &[u8]) -> Result<()> {
         let path = self.place(raw)?;
         let to = names::member(to_raw).ok_or_else(|| {
-            refuse(&path, "a hard link to an absolute name or one holding '..', outside the destination")
+            refuse(
+                &path,
+                "a hard link to an absolute name or one holding '..', outside the destination",
+            )
         })?;
         if self.nodes.get(&to) != Some(&Node::File) {
             return Err(refuse(
                 &path,
-                &format!("a hard link to {}, which is not a file the archive holds before it", crate::pack::show(&to)),
+                &format!(
+                    "a hard link to {}, which is not a file the archive holds before it",
+                    crate::pack::show(&to)
+                ),
             ));
         }
         if self.jobs.contains_key(&path) || self.jobs.contains_key(&to) {
@@ -540,7 +594,9 @@ impl Extractor {
         self.files += 1;
         let script = is_unpack_script(&path) && size <= MAX_SCRIPT;
         if size > INLINE && !script {
-            return self.own.write_stream(&path, mode, mtime, job.as_deref(), read);
+            return self
+                .own
+                .write_stream(&path, mode, mtime, job.as_deref(), read);
         }
         self.shared.take_budget(size)?;
         let mut data = crate::buffers::take(size as usize);
@@ -576,7 +632,9 @@ impl Extractor {
         self.parent_fd(&path)?;
         let job = self.jobs.get(&path).cloned();
         self.files += 1;
-        self.send(Work::Task(Box::new(move |w| task(w, &path, job.as_deref()))))
+        self.send(Work::Task(Box::new(move |w| {
+            task(w, &path, job.as_deref())
+        })))
     }
 
     /// Keep `content` of `raw` as a conda-unpack script met on the way.
@@ -615,7 +673,12 @@ impl Extractor {
             self.shared.cancel.cancel();
         }
         self.stop_writers();
-        let failure = self.shared.failure.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let failure = self
+            .shared
+            .failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         match (failure, read) {
             (Some(e), _) => return Err(e),
             (None, Err(e)) => return Err(e),
@@ -624,11 +687,20 @@ impl Extractor {
         for (path, to) in std::mem::take(&mut self.hard_links) {
             let (tdir, tname) = names::split(&to);
             let (ldir, lname) = names::split(&path);
-            let tfd = self.own.dirs.get(tdir, false).map_err(|e| self.shared.io(&to, e))?;
+            let tfd = self
+                .own
+                .dirs
+                .get(tdir, false)
+                .map_err(|e| self.shared.io(&to, e))?;
             // Held open while the link's directory is looked up.
             let tfd = tree::open_dir_at(tfd, b".").map_err(|e| self.shared.io(&to, e))?;
-            let lfd = self.own.dirs.get(ldir, false).map_err(|e| self.shared.io(&path, e))?;
-            tree::link_at(tfd.as_raw_fd(), tname, lfd, lname).map_err(|e| self.shared.io(&path, e))?;
+            let lfd = self
+                .own
+                .dirs
+                .get(ldir, false)
+                .map_err(|e| self.shared.io(&path, e))?;
+            tree::link_at(tfd.as_raw_fd(), tname, lfd, lname)
+                .map_err(|e| self.shared.io(&path, e))?;
         }
         for (path, target) in &self.links {
             if !names::link_stays_inside(&self.nodes, &self.links, path, target) {
@@ -641,6 +713,7 @@ impl Extractor {
                 ));
             }
         }
+        #[allow(clippy::type_complexity)]
         let mut dirs: Vec<(&Vec<u8>, Option<(u32, i64)>)> = self
             .nodes
             .iter()
@@ -649,9 +722,15 @@ impl Extractor {
             .collect();
         // Deepest first: setting a directory's time, then making something in it, would
         // change it again; and a read-only one would refuse what comes below it.
-        dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.iter().filter(|&&b| b == b'/').count() + !p.is_empty() as usize));
+        dirs.sort_by_key(|(p, _)| {
+            std::cmp::Reverse(p.iter().filter(|&&b| b == b'/').count() + !p.is_empty() as usize)
+        });
         let modes = self.shared.modes;
-        let mut fresh = self.own.dirs.try_clone().map_err(|e| Error::io(self.shared.root.clone(), e))?;
+        let mut fresh = self
+            .own
+            .dirs
+            .try_clone()
+            .map_err(|e| Error::io(self.shared.root.clone(), e))?;
         for (path, meta) in dirs {
             let fd = if path.is_empty() {
                 fresh.root()
@@ -667,7 +746,8 @@ impl Extractor {
             Self::stamp_dir(fd, modes.dir(meta.map(|m| m.0)), meta.map(|m| m.1))
                 .map_err(|e| self.shared.io(path, e))?;
         }
-        self.scripts.sort_by_key(|(p, _)| p.iter().filter(|&&b| b == b'/').count());
+        self.scripts
+            .sort_by_key(|(p, _)| p.iter().filter(|&&b| b == b'/').count());
         Ok(Outcome {
             files: self.files,
             relocated: self.shared.relocated.load(Ordering::Relaxed),
@@ -699,11 +779,17 @@ fn what(n: Node) -> &'static str {
     }
 }
 
-fn read_exact(read: &mut dyn FnMut(&mut [u8]) -> io::Result<usize>, mut buf: &mut [u8]) -> io::Result<()> {
+fn read_exact(
+    read: &mut dyn FnMut(&mut [u8]) -> io::Result<usize>,
+    mut buf: &mut [u8],
+) -> io::Result<()> {
     while !buf.is_empty() {
         let n = read(buf)?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the archive ends in the middle of a member: it is truncated"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the archive ends in the middle of a member: it is truncated",
+            ));
         }
         buf = &mut buf[n..];
     }
@@ -735,7 +821,8 @@ pub fn relocate_tree(
             let mut dirs = match dirs.try_clone() {
                 Ok(d) => d,
                 Err(e) => {
-                    *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(Error::io(root.to_path_buf(), e));
+                    *failure.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(Error::io(root.to_path_buf(), e));
                     return;
                 }
             };
@@ -754,7 +841,10 @@ pub fn relocate_tree(
                     Err(e) => {
                         let e = match e {
                             FileError::Io(e) => Error::io(show(path), e),
-                            FileError::Rules(e) => Error::Relocation { path: show(path), message: e.to_string() },
+                            FileError::Rules(e) => Error::Relocation {
+                                path: show(path),
+                                message: e.to_string(),
+                            },
                         };
                         *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
                         cancel.cancel();
@@ -782,12 +872,24 @@ impl From<io::Error> for FileError {
     }
 }
 
-fn relocate_file(dirs: &mut Dirs, path: &[u8], job: &Job, target: &[u8]) -> std::result::Result<bool, FileError> {
+fn relocate_file(
+    dirs: &mut Dirs,
+    path: &[u8],
+    job: &Job,
+    target: &[u8],
+) -> std::result::Result<bool, FileError> {
     let (dir, name) = names::split(path);
     let dfd = match dirs.get(dir, false) {
         Ok(fd) => fd,
         // Not reachable without following a link: conda-unpack skips it too.
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)) => return Ok(false),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
+            ) =>
+        {
+            return Ok(false)
+        }
         Err(e) => return Err(e.into()),
     };
     let Some(st) = tree::lstat_at(dfd, name)? else {
@@ -832,4 +934,3 @@ fn relocate_file(dirs: &mut Dirs, path: &[u8], job: &Job, target: &[u8]) -> std:
     r?;
     Ok(true)
 }
-

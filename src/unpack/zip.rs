@@ -25,7 +25,10 @@ pub struct Entry {
 }
 
 fn bad(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("not a valid zip archive: {what}"))
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("not a valid zip archive: {what}"),
+    )
 }
 
 fn u16_at(b: &[u8], at: usize) -> u16 {
@@ -77,7 +80,11 @@ pub fn entries(file: &File, len: u64) -> io::Result<Vec<Entry>> {
         if h[..4] != *b"PK\x01\x02" {
             return Err(bad("a damaged central directory"));
         }
-        let (n, m, k) = (u16_at(h, 28) as usize, u16_at(h, 30) as usize, u16_at(h, 32) as usize);
+        let (n, m, k) = (
+            u16_at(h, 28) as usize,
+            u16_at(h, 30) as usize,
+            u16_at(h, 32) as usize,
+        );
         if at + 46 + n + m + k > cd.len() {
             return Err(bad("a damaged central directory"));
         }
@@ -136,7 +143,9 @@ pub fn entries(file: &File, len: u64) -> io::Result<Vec<Entry>> {
         at += 46 + n + m + k;
     }
     if out.len() as u64 != count && count != 0xFFFF {
-        return Err(bad("its central directory lists fewer entries than it says"));
+        return Err(bad(
+            "its central directory lists fewer entries than it says",
+        ));
     }
     Ok(out)
 }
@@ -176,7 +185,9 @@ impl<'a> EntryReader<'a> {
         let mut h = [0u8; 30];
         file.read_exact_at(&mut h, entry.local)?;
         if h[..4] != *b"PK\x03\x04" {
-            return Err(bad("a local header is not where the central directory says"));
+            return Err(bad(
+                "a local header is not where the central directory says",
+            ));
         }
         let data = entry.local + 30 + u16_at(&h, 26) as u64 + u16_at(&h, 28) as u64;
         let inflate = match entry.method {
@@ -185,7 +196,10 @@ impl<'a> EntryReader<'a> {
             m => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
-                    format!("{} is compressed with method {m}, which conda-pack does not read", String::from_utf8_lossy(&entry.name)),
+                    format!(
+                        "{} is compressed with method {m}, which conda-pack does not read",
+                        String::from_utf8_lossy(&entry.name)
+                    ),
                 ))
             }
         };
@@ -215,7 +229,10 @@ impl<'a> EntryReader<'a> {
     fn damaged(&self) -> io::Error {
         io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("{} is damaged (its bytes do not match its size and CRC)", String::from_utf8_lossy(&self.entry.name)),
+            format!(
+                "{} is damaged (its bytes do not match its size and CRC)",
+                String::from_utf8_lossy(&self.entry.name)
+            ),
         )
     }
 }
@@ -257,10 +274,10 @@ impl Read for EntryReader<'_> {
         };
         self.crc.update(&buf[..n]);
         self.out += n as u64;
-        if n == 0 || self.out > self.entry.usize {
-            if self.out != self.entry.usize || self.crc.clone().finalize() != self.entry.crc {
-                return Err(self.damaged());
-            }
+        let ended = n == 0 || self.out > self.entry.usize;
+        if ended && (self.out != self.entry.usize || self.crc.clone().finalize() != self.entry.crc)
+        {
+            return Err(self.damaged());
         }
         Ok(n)
     }
