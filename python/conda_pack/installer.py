@@ -99,7 +99,7 @@ payload() {
     { gzip -dc || echo "decompressing it" >>"$FAILED"; } |
     { (cd -- "$TMP" && tar -xf -) || echo "extracting it" >>"$FAILED"; }
 if [ -s "$FAILED" ]; then
-    die "this installer is damaged or truncated (failed $(cat -- "$FAILED")." \
+    die "this installer is damaged or truncated (failed $(cat -- "$FAILED"))." \
         "Nothing was installed."
 fi
 
