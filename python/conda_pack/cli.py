@@ -117,7 +117,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         choices=["infer", *FORMATS],
         default="infer",
         help="The kind of archive to write. Default: 'infer', from the extension of "
-        "--output (tar.gz without --output).",
+        "--output (tar.gz without --output). 'sh' (.sh) is a self-extracting installer: "
+        "a POSIX sh script and a tar.gz, run as 'sh env.sh -p DEST' on Linux or macOS "
+        "(not Windows).",
     )
     parser.add_argument(
         "--compress-level",
