@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import statistics
 import subprocess
-from pathlib import Path
 
 import pytest
 from measure import CommandFailed, interleaved, measure, remove
