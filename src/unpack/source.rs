@@ -196,6 +196,25 @@ impl Archive {
                 let from = (tail - first * chunk) as usize;
                 collect_scripts(TarReader::new(&data[from..]), cancel).map(Some)
             }
+            Format::Zip => {
+                // The central directory lists every entry: the scripts are read first.
+                let mut found = Vec::new();
+                for entry in super::zip::entries(&self.file, self.len)? {
+                    cancel.check_io()?;
+                    let Some(path) = super::names::member(&entry.name) else {
+                        continue;
+                    };
+                    if entry.kind == Kind::File
+                        && entry.usize <= 64 << 20
+                        && super::write::is_unpack_script(&path)
+                    {
+                        let mut body = Vec::new();
+                        super::zip::EntryReader::new(&self.file, &entry)?.read_to_end(&mut body)?;
+                        found.push((path, body));
+                    }
+                }
+                Ok(Some(found))
+            }
             _ => Ok(None),
         }
     }
