@@ -142,12 +142,14 @@ def unpack(archive: str, dest: str, verbose: bool = True, n_threads: int | None 
         )
     dest = os.path.abspath(dest).rstrip("/") or "/"
     parent = os.path.dirname(dest)
+    _check_dest(dest)
+    try:
+        os.makedirs(parent, exist_ok=True)  # as `mkdir -p`; so does the installer
+    except OSError as e:
+        raise CondaPackException("cannot create %s: %s" % (parent, e.strerror)) from e
     # The prefix the files will hold is where DEST really is: symbolic links in its
     # parent are resolved, as conda-unpack resolves them.
     target = os.path.join(os.path.realpath(parent), os.path.basename(dest))
-    _check_dest(dest)
-    if not os.path.isdir(parent):
-        raise CondaPackException("%s: its parent directory does not exist" % dest)
     threads = n_threads if n_threads and n_threads > 0 else (os.cpu_count() or 1)
     unpacker = _core.Unpacker(archive)
     ahead = unpacker.read_ahead()
