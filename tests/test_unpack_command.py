@@ -208,3 +208,12 @@ def test_archive_of_0_9_2_layout_is_relocated(full_env, tmp_path):
     for p, *_ in rows:
         assert placeholder not in (dest / p).read_bytes(), p
     shutil.rmtree(src)
+
+
+def test_conda_plugin_prog_names_the_subcommand(capsys):
+    from conda_pack import cli
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(["unpack", "--help"], prog="conda pack")
+    assert e.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: conda pack unpack ")
