@@ -217,3 +217,34 @@ def test_conda_plugin_prog_names_the_subcommand(capsys):
         cli.main(["unpack", "--help"], prog="conda pack")
     assert e.value.code == 0
     assert capsys.readouterr().out.startswith("usage: conda pack unpack ")
+
+
+def test_too_long_or_unquotable_dest_is_refused_before_extracting(archives, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    for dest, message in [
+        (work / ("x" * 200) / ("y" * 100), "room for at most"),
+        (work / "it's", "quoting"),
+    ]:
+        proc = unpack(archives["tar.gz"], dest, "-q", check=False)
+        assert proc.returncode == 1 and message in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+        assert not dest.exists()
+        assert not any(p.name.startswith(".") for p in dest.parent.iterdir())
+
+
+def test_a_state_file_in_the_archive_is_replaced_not_followed(full_env, tmp_path):
+    src = tmp_path / "src"
+    tarball = tmp_path / "ours.tar"
+    conda_pack("-p", full_env, "-o", tarball, "-q")
+    extract(tarball, src, "tar")
+    outside = tmp_path / "outside"
+    outside.write_text("untouched")
+    os.symlink(outside, src / STATE)
+    arc = tmp_path / "with-state.tar"
+    run(["tar", "-cf", arc, "-C", src, "."])
+    proc = unpack(arc, tmp_path / "dest", "-q", check=False)
+    # A link leading out of DEST is refused outright; either way, nothing outside changes.
+    assert outside.read_text() == "untouched"
+    if proc.returncode == 0:
+        assert not (tmp_path / "dest" / STATE).is_symlink()

@@ -118,8 +118,36 @@ def _write_state(root: str, target: str) -> None:
     meta = os.path.join(root, "conda-meta")
     if not os.path.isdir(meta) or os.path.islink(meta):
         return
-    with open(os.path.join(root, STATE_FILE), "x", encoding="utf-8") as f:
+    # A new file renamed over whatever the archive put there (a link is replaced, never
+    # followed).
+    fd, tmp = tempfile.mkstemp(prefix=".conda-unpack-", suffix=".tmp", dir=meta)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(target + "\n")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, os.path.join(root, STATE_FILE))
+
+
+#: What conda-unpack refuses in a prefix: it would break the quoting of the files naming it.
+UNSAFE_CHARACTERS = "'\"`$\\"
+
+
+def check_target(target: str, jobs: list) -> None:
+    """conda-unpack's checks of the new prefix, made before anything is extracted."""
+    bad = sorted(set(c for c in target if c in UNSAFE_CHARACTERS or c < " " or c == "\x7f"))
+    if bad:
+        raise CondaPackException(
+            "cannot unpack the environment to %r: its path holds %s, which the files naming "
+            "it (Python and shell sources among them) cannot hold without breaking their "
+            "quoting. Choose a path without quotes, backslashes, $, ` or control characters."
+            % (target, " ".join(repr(c) for c in bad))
+        )
+    rooms = [min(len(o) for o in olds) for _, olds, mode, _ in jobs if mode == "binary" and olds]
+    if rooms and len(os.fsencode(target)) > min(rooms):
+        raise CondaPackException(
+            "cannot unpack the environment to %s (%d characters): its binaries have room for "
+            "at most %d. Nothing was written; choose a shorter path."
+            % (target, len(os.fsencode(target)), min(rooms))
+        )
 
 
 def _umask() -> int:
@@ -156,6 +184,8 @@ def unpack(archive: str, dest: str, verbose: bool = True, n_threads: int | None 
     rec = records(ahead) if ahead else None
     env_target = lambda r: target + ("/" + r.root if r.root else "")  # noqa: E731
     jobs = rec.jobs if rec is not None else []
+    if rec is not None and rec.jobs:
+        check_target(env_target(rec), rec.jobs)
     bar = ProgressBar(1, unpacker.size) if ProgressBar.wanted(verbose) else None
     if verbose:
         print("Unpacking %s into %s" % (archive, dest), file=sys.stderr)
