@@ -146,9 +146,9 @@ impl Archive {
                     consumed,
                     cancel.clone(),
                 )),
-                None => Box::new(Prefetch::new(flate2::read::MultiGzDecoder::new(raw()?))),
+                None => Box::new(flate2::read::MultiGzDecoder::new(raw()?)),
             },
-            Format::Bzip2 => Box::new(Prefetch::new(bzip2::read::MultiBzDecoder::new(raw()?))),
+            Format::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(raw()?)),
             Format::Xz => {
                 let stream = liblzma::stream::MtStreamBuilder::new()
                     .threads(threads.max(1) as u32)
@@ -158,7 +158,7 @@ impl Archive {
                     .map_err(io::Error::other)?;
                 Box::new(liblzma::read::XzDecoder::new_stream(raw()?, stream))
             }
-            Format::Zstd => Box::new(Prefetch::new(zstd::stream::read::Decoder::new(raw()?)?)),
+            Format::Zstd => Box::new(zstd::stream::read::Decoder::new(raw()?)?),
             Format::Zip => return Err(io::Error::other("a zip archive has no tar stream")),
         })
     }
@@ -270,86 +270,6 @@ impl Read for SeekSkip {
 impl Input for SeekSkip {
     fn skip_bytes(&mut self, n: u64) -> io::Result<()> {
         self.0.seek_relative(n as i64)
-    }
-}
-
-/// A decompressor run on a thread of its own, a few pieces ahead of the reader: one
-/// stream cannot be inflated in parallel, but it need not wait while the reading thread
-/// parses headers and hands files out (as `zstd -dc | tar -x` overlaps the two).
-struct Prefetch {
-    pieces: Receiver<io::Result<Vec<u8>>>,
-    current: Vec<u8>,
-    pos: usize,
-    done: bool,
-}
-
-impl Prefetch {
-    const PIECE: usize = 1 << 20;
-    const AHEAD: usize = 8;
-
-    fn new<R: Read + Send + 'static>(mut inner: R) -> Prefetch {
-        let (tx, rx) = bounded(Self::AHEAD);
-        std::thread::spawn(move || loop {
-            let mut buf = vec![0u8; Self::PIECE];
-            let mut filled = 0;
-            // Whole pieces (but the last): fewer hand-overs.
-            let r = loop {
-                match inner.read(&mut buf[filled..]) {
-                    Ok(0) => break Ok(()),
-                    Ok(n) => {
-                        filled += n;
-                        if filled == buf.len() {
-                            break Ok(());
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => break Err(e),
-                }
-            };
-            buf.truncate(filled);
-            let end = filled == 0 || r.is_err();
-            let sent = match r {
-                Ok(()) if end => tx.send(Ok(Vec::new())),
-                Ok(()) => tx.send(Ok(buf)),
-                Err(e) => tx.send(Err(e)),
-            };
-            // Stop at the end, on an error, or when the reader has gone (a failed unpack).
-            if end || sent.is_err() {
-                return;
-            }
-        });
-        Prefetch {
-            pieces: rx,
-            current: Vec::new(),
-            pos: 0,
-            done: false,
-        }
-    }
-}
-
-impl Read for Prefetch {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.current.len() {
-            if self.done {
-                return Ok(0);
-            }
-            match self.pieces.recv() {
-                Ok(Ok(piece)) => {
-                    self.done = piece.is_empty();
-                    self.current = piece;
-                    self.pos = 0;
-                }
-                Ok(Err(e)) => {
-                    self.done = true;
-                    return Err(e);
-                }
-                Err(_) => return Err(io::Error::other("the decompressing thread stopped")),
-            }
-        }
-        let n = buf.len().min(self.current.len() - self.pos);
-        buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
     }
 }
 
