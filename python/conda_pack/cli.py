@@ -29,9 +29,11 @@ class MultiAppendAction(argparse.Action):
 
 PROG = "conda-pack"
 DESCRIPTION = "Pack a conda environment into one archive, to unpack and use anywhere."
+# Names the console script, also in `conda pack --help`: a "conda pack" split across two
+# lines would wrap the help unlike the console script's.
 EPILOG = (
-    "To unpack an archive and relocate it in one step: '%(prog)s unpack ARCHIVE DEST' "
-    "(see '%(prog)s unpack --help')."
+    "To unpack an archive and relocate it in one step: 'conda-pack unpack ARCHIVE DEST' "
+    "(see 'conda-pack unpack --help')."
 )
 UNPACK_DESCRIPTION = (
     "Extract ARCHIVE (any format conda-pack writes but squashfs, archives of conda-pack "
