@@ -80,12 +80,18 @@ test-all: install-test
 bench: install-test
 	$(PYTHON) -m pytest benches -q --benchmark-only
 
+# Style and types. The stub check imports the built core, so the package is (re)installed
+# from this checkout first: a no-op build once cargo's cache is warm, a release build (a
+# few minutes) on a fresh clone, which `make test` then reuses.
 lint:
-	$(PIP) install -q ruff
+	$(PIP) install -q ruff 'mypy>=1.15'
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
-	ruff check python tests benches
-	ruff format --check python tests benches
+	$(PYTHON) -m ruff check python tests benches
+	$(PYTHON) -m ruff format --check python tests benches
+	$(PYTHON) -m mypy
+	$(PIP) install -q -e .
+	$(PYTHON) -m mypy.stubtest conda_pack._core
 
 # Fuzz the prefix engine (text and C-string replacement, shebangs) against byte-by-byte
 # models, FUZZ_SECONDS per target, one target at a time. Not part of `make test`.

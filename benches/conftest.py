@@ -11,9 +11,9 @@ optional, from the environment:
 - ``BENCH_CACHE``: where the envs, the 0.9.2 venv and scratch outputs live
   (default ``~/.cache/conda-pack-rs/bench``)
 - ``BENCH_ENV_<N>G``: an existing scale env to use for size N instead of building one
-- ``BENCH_RESULTS``: the results JSON (default ``benches/results.json``); ``RESULTS.md`` is
-  written next to it when the session ends, from the full run's ``results.json`` there with
-  every later ``rerun-*.json`` laid over it (a re-run alone would drop the other tables)
+- ``BENCH_RESULTS``: the results JSON (default ``benches/results.json``); ``RESULTS.md`` and
+  the plot ``pack-time.svg`` are written next to it when the session ends. Each run replaces
+  them: one run, one machine; earlier runs are in git's history
 - ``BENCH_ALLOW_DEBUG=1``: run even if the installed extension is a debug build
 
 "Ours" is a snapshot of the installed ``conda_pack`` package (Python modules and extension),
@@ -283,5 +283,4 @@ def results() -> Results:
     res.save()
     import report
 
-    full = res.path.with_name("results.json")
-    report.write(full if full.exists() else res.path, res.path.with_name("RESULTS.md"))
+    report.write(res.path, res.path.with_name("RESULTS.md"))

@@ -10,6 +10,8 @@ import statistics
 import sys
 from pathlib import Path
 
+import plot
+
 HERE = Path(__file__).resolve().parent
 METHOD = """\
 Every comparison runs its tools interleaved, round by round (the competitors, in alternating
@@ -309,40 +311,7 @@ def summary(data: dict, key: str) -> list[str]:
 
 # -- the document ----------------------------------------------------------------------------
 ANALYSIS = HERE / "ANALYSIS.md"
-#: Later runs of some benchmarks (``BENCH_RESULTS=benches/rerun-NAME.json python -m pytest
-#: benches --benchmark-only -k NAME``): their sections replace the full run's.
-RERUNS = "rerun-*.json"
-
-
-def merge_reruns(data: dict, folder: Path) -> dict:
-    """``data`` with the sections of every later re-run in ``folder`` laid over it, each
-    re-run noted in ``meta["reruns"]``."""
-    data["meta"].setdefault("reruns", [])
-    # In the order they ran, so that a later re-run of a section wins over an earlier one.
-    reruns = sorted(
-        ((json.loads(p.read_text()), p) for p in folder.glob(RERUNS)),
-        key=lambda rp: rp[0]["meta"]["started"],
-    )
-    for rerun, path in reruns:
-        if rerun["meta"]["started"] <= data["meta"]["started"]:
-            continue  # older than the full run: a fresh `make bench` supersedes it
-        replaced = []
-        for section in ("pack", "unpack", "scan", "startup"):
-            for key, value in rerun.get(section, {}).items():
-                if section == "pack":  # by format: a re-run may cover only some
-                    data[section].setdefault(key, {}).update(value)
-                    replaced += [f"{fmt} {key} GB" for fmt in value]
-                else:
-                    data[section][key] = value
-                    replaced.append(f"{section} {key} GB")
-        data["envs"].update(rerun.get("envs", {}))
-        meta = rerun["meta"]
-        data["meta"]["reruns"].append(
-            f"`{path.name}`: {', '.join(replaced)}, run {meta['started']} to "
-            f"{meta.get('finished', '(unfinished)')} at commit {meta['git_commit']} "
-            f"(settings {' '.join(f'{k}={v}' for k, v in meta['settings'].items())})"
-        )
-    return data
+PLOT = HERE / "pack-time.svg"
 
 
 def render(data: dict) -> str:
@@ -366,7 +335,6 @@ def render(data: dict) -> str:
         f"{meta['ours_extension']}; run from a snapshot of the installed package taken at "
         f"the start (`{meta['ours_snapshot']}`, launcher `bin/conda-pack`)",
         "- Others: " + "; ".join(f"{k}: {v}" for k, v in meta["tools"].items()),
-        *(f"- Re-run, replacing the full run's figures: {r}" for r in meta.get("reruns", [])),
         "",
         METHOD.format(rounds=meta["settings"]["BENCH_ROUNDS"]).replace("\n", " ").strip(),
         "",
@@ -374,9 +342,13 @@ def render(data: dict) -> str:
     if big:
         lines += [f"## Summary ({big} GB env)", ""] + summary(data, big)
         lines += [f"## Targets ({big} GB env)", ""] + targets_table(targets(data, big, small))
-    if ANALYSIS.exists():
-        # Written by hand from profiles: kept in its own file so re-rendering keeps it.
-        lines += [ANALYSIS.read_text().rstrip(), ""]
+    if PLOT.exists():
+        lines += [f"![pack time against environment size]({PLOT.name})", ""]
+    lines += [
+        "Where the time goes, and why the pipeline is built as it is: "
+        f"[{ANALYSIS.name}]({ANALYSIS.name}) (notes from profiles, by hand).",
+        "",
+    ]
     for key in reversed(keys):
         env = data["envs"][key]
         lines += [
@@ -404,7 +376,10 @@ def fmt_load(values: list[float] | None) -> str:
 
 
 def write(results: Path, out: Path) -> None:
-    out.write_text(render(merge_reruns(json.loads(results.read_text()), results.parent)))
+    """``RESULTS.md`` (and the plot beside it) from one run's ``results.json``."""
+    data = json.loads(results.read_text())
+    plot.draw(data, out.with_name(PLOT.name))
+    out.write_text(render(data))
 
 
 if __name__ == "__main__":

@@ -74,6 +74,18 @@ pub enum Outcome {
     AsIs,
 }
 
+impl Outcome {
+    /// How reports name it to Python (exported there as `OUTCOME_*`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Restored => "restored",
+            Outcome::Verified => "verified",
+            Outcome::Cached => "cached",
+            Outcome::AsIs => "as-is",
+        }
+    }
+}
+
 /// A shebang pointing into the environment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShebangInfo {

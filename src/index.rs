@@ -278,6 +278,9 @@ impl PlaceholderColumns {
     }
 }
 
+/// The `kind` of a recorded path missing on disk (the others are [`Kind::code`]'s).
+pub const MISSING: u8 = b'-';
+
 /// The record gives the file's size (`size` is then the package's, to check against).
 pub const SIZE_RECORDED: u8 = 1;
 /// An unrecorded `__pycache__/*.pyc` whose source file is recorded: Python regenerates
@@ -325,8 +328,8 @@ impl Columns {
             c.paths.push(0);
             c.package.push(e.package.map_or(-1, |p| p as i32));
             let (kind, size) = match e.disk {
-                Some((k, s)) => (k.code().as_bytes()[0], s),
-                None => (b'-', 0),
+                Some((k, s)) => (k.code(), s),
+                None => (MISSING, 0),
             };
             c.kind.push(kind);
             c.size.push(size);

@@ -30,22 +30,17 @@ use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// Raise `conda_pack.errors.<class>(message)`, chaining `cause` as `__cause__`.
-fn raise(py: Python<'_>, class: &str, message: String, cause: Option<PyErr>) -> PyErr {
-    let err = match py
-        .import("conda_pack.errors")
-        .and_then(|m| m.getattr(class))
-        .and_then(|cls| cls.call1((message.clone(),)))
-    {
-        Ok(exc) => PyErr::from_value(exc),
-        Err(e) => return e,
-    };
-    if let Some(c) = cause {
-        err.set_cause(py, Some(c));
-    }
-    err
+// The exception classes of `conda_pack.errors`, imported once when first raised.
+mod py_errors {
+    pyo3::import_exception!(conda_pack.errors, PackIOError);
+    pyo3::import_exception!(conda_pack.errors, PrefixError);
+    pyo3::import_exception!(conda_pack.errors, ArchiveFormatError);
+    pyo3::import_exception!(conda_pack.errors, MetadataError);
+    pyo3::import_exception!(conda_pack.errors, UnpackError);
 }
 
+/// The one conversion of the core's errors into Python's: each kind to its class of
+/// `conda_pack.errors`, an I/O failure with the `OSError` as its `__cause__`.
 fn to_py(py: Python<'_>, e: Error) -> PyErr {
     let message = e.to_string();
     match e {
@@ -55,12 +50,14 @@ fn to_py(py: Python<'_>, e: Error) -> PyErr {
                 source.to_string(),
                 path.display().to_string(),
             ));
-            raise(py, "PackIOError", message, Some(cause))
+            let err = py_errors::PackIOError::new_err(message);
+            err.set_cause(py, Some(cause));
+            err
         }
-        Error::Relocation { .. } => raise(py, "PrefixError", message, None),
-        Error::Format(m) => raise(py, "ArchiveFormatError", m, None),
-        Error::Archive(m) => raise(py, "UnpackError", m, None),
-        Error::Json { .. } => raise(py, "MetadataError", message, None),
+        Error::Relocation { .. } => py_errors::PrefixError::new_err(message),
+        Error::Format(m) => py_errors::ArchiveFormatError::new_err(m),
+        Error::Archive(m) => py_errors::UnpackError::new_err(m),
+        Error::Json { .. } => py_errors::MetadataError::new_err(message),
         Error::Cancelled => PyKeyboardInterrupt::new_err("interrupted"),
         Error::Invalid(m) => PyValueError::new_err(m),
     }
@@ -193,7 +190,7 @@ fn replace_prefix<'py>(
     let mode = mode_arg(mode)?;
     match prefix::replace_all(data, mode, old, new) {
         Ok((out, _)) => Ok(PyBytes::new(py, &out)),
-        Err(e) => Err(raise(py, "PrefixError", e.to_string(), None)),
+        Err(e) => Err(py_errors::PrefixError::new_err(e.to_string())),
     }
 }
 
@@ -296,7 +293,7 @@ fn entry_arg(item: &Bound<'_, PyAny>) -> PyResult<PackEntry> {
             Content::CopyChecked(expected)
         } else if let Ok(s) = content_obj.extract::<String>() {
             match s.as_str() {
-                "conda-meta" => Content::CondaMeta,
+                CONTENT_CONDA_META => Content::CondaMeta,
                 other => return Err(PyValueError::new_err(format!("unknown content {other:?}"))),
             }
         } else {
@@ -325,12 +322,7 @@ type ReportTuple = (
 );
 
 fn report_tuple(r: Report) -> ReportTuple {
-    let outcome = r.outcome.map(|o| match o {
-        Outcome::Restored => "restored",
-        Outcome::Verified => "verified",
-        Outcome::Cached => "cached",
-        Outcome::AsIs => "as-is",
-    });
+    let outcome = r.outcome.map(Outcome::name);
     let bytes_path = |b: Vec<u8>| std::ffi::OsStr::from_bytes(&b).to_os_string();
     let shebang = r
         .shebang
@@ -608,7 +600,7 @@ fn relocate_bytes<'py>(
     };
     match unpack::relocate::relocate(data, &job, new) {
         Ok(out) => Ok(out.map(|o| PyBytes::new(py, &o))),
-        Err(e) => Err(raise(py, "PrefixError", e.to_string(), None)),
+        Err(e) => Err(py_errors::PrefixError::new_err(e.to_string())),
     }
 }
 
@@ -754,6 +746,36 @@ impl Unpacker {
     }
 }
 
+/// The `content` of a plan entry that is a package's `conda-meta/*.json` record.
+const CONTENT_CONDA_META: &str = "conda-meta";
+
+/// The values both languages use, one definition each (see `_core.pyi`): `index_env`'s
+/// flag bits and kind letters, package placeholder sources, report outcomes, content tags.
+fn add_constants(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    use crate::index::Placeholders;
+    use crate::scan::Kind;
+    m.add("SHEBANG_LIMIT", prefix::SHEBANG_LIMIT)?;
+    m.add("FLAG_SIZE_RECORDED", index::SIZE_RECORDED)?;
+    m.add("FLAG_BYTECODE_OF_RECORDED", index::BYTECODE_OF_RECORDED)?;
+    m.add("FLAG_PLACEHOLDER", index::PLACEHOLDER)?;
+    m.add("FLAG_SHA256", index::SHA256)?;
+    m.add("FLAG_SHA256_IN_PREFIX", index::SHA256_IN_PREFIX)?;
+    m.add("KIND_FILE", Kind::File.code())?;
+    m.add("KIND_SYMLINK", Kind::Symlink.code())?;
+    m.add("KIND_EMPTY_DIR", Kind::EmptyDir.code())?;
+    m.add("KIND_OTHER", Kind::Other.code())?;
+    m.add("KIND_MISSING", index::MISSING)?;
+    m.add("PLACEHOLDERS_CONDA_META", Placeholders::CondaMeta.name())?;
+    m.add("PLACEHOLDERS_PATHS_JSON", Placeholders::PathsJson.name())?;
+    m.add("PLACEHOLDERS_UNKNOWN", Placeholders::Unknown.name())?;
+    m.add("OUTCOME_RESTORED", Outcome::Restored.name())?;
+    m.add("OUTCOME_VERIFIED", Outcome::Verified.name())?;
+    m.add("OUTCOME_CACHED", Outcome::Cached.name())?;
+    m.add("OUTCOME_AS_IS", Outcome::AsIs.name())?;
+    m.add("CONTENT_CONDA_META", CONTENT_CONDA_META)?;
+    Ok(())
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     memory::map_large_buffers();
@@ -768,6 +790,5 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add_function(wrap_pyfunction!(relocate_tree, m)?)?;
         m.add_function(wrap_pyfunction!(relocate_bytes, m)?)?;
     }
-    m.add("SHEBANG_LIMIT", prefix::SHEBANG_LIMIT)?;
-    Ok(())
+    add_constants(m)
 }

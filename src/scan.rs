@@ -22,12 +22,13 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub fn code(self) -> &'static str {
+    /// The letter `index_env`'s `kind` column holds (exported to Python as `KIND_*`).
+    pub fn code(self) -> u8 {
         match self {
-            Kind::File => "f",
-            Kind::Symlink => "l",
-            Kind::EmptyDir => "d",
-            Kind::Other => "o",
+            Kind::File => b'f',
+            Kind::Symlink => b'l',
+            Kind::EmptyDir => b'd',
+            Kind::Other => b'o',
         }
     }
 }

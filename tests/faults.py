@@ -11,14 +11,13 @@ import contextlib
 import os
 import pwd
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import sha256
+from tests.helpers import default_sigint, sha256
 
 
 def content(root: Path) -> dict[str, tuple]:
@@ -89,12 +88,6 @@ def traced_child(strace_pid: int, timeout: float = 10.0) -> int:
             return int(kids[0])
         time.sleep(0.01)
     raise AssertionError("strace started no program")
-
-
-def default_sigint() -> None:
-    """preexec_fn: a suite started in the background hands SIGINT down ignored; the program
-    under test must see it as a user's Ctrl-C would reach it."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 # -- mounts --------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import zipfile
@@ -34,6 +35,24 @@ def run(cmd, check=True, env=None, cwd=None, timeout=600) -> subprocess.Complete
             % (proc.returncode, " ".join(map(str, cmd)), proc.stdout, proc.stderr)
         )
     return proc
+
+
+def default_sigint() -> None:
+    """preexec_fn: SIGINT at its default, as a user's shell delivers Ctrl-C. A test run
+    started in the background (``make test &``, nohup, some CI runners) hands SIGINT down
+    ignored, and the program under test would inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def start_for_ctrl_c(cmd, **popen) -> subprocess.Popen:
+    """Start ``cmd`` to be sent SIGINT. It is started with SIGINT ignored here, as in a run
+    started in the background, so every run checks that the child gets the default."""
+    popen.setdefault("preexec_fn", default_sigint)
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return subprocess.Popen([str(c) for c in cmd], **popen)
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def conda_pack(*args, check=True, env=None) -> subprocess.CompletedProcess:

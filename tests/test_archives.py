@@ -239,3 +239,22 @@ def test_reports_helper_raises_its_error_in_the_caller_and_stops_on_the_callers(
             hand_over(1)
             raise KeyError("the core failed")
     assert seen in ([], [1])
+
+
+def test_core_errors_are_the_packages_exceptions_with_their_cause(tmp_path):
+    """The core raises conda_pack.errors' classes (one conversion in src/lib.rs), an I/O
+    failure with the OS error as ``__cause__``."""
+    import errno
+
+    from conda_pack import _core
+    from conda_pack.errors import CondaPackException, PackIOError, PrefixError
+
+    missing = tmp_path / "no" / "such" / "dir" / "env.tar"
+    with pytest.raises(PackIOError) as info:
+        _core.ArchiveWriter(str(missing), "tar", 0, 1, "", str(tmp_path))
+    assert isinstance(info.value, CondaPackException) and str(missing) in str(info.value)
+    cause = info.value.__cause__
+    assert isinstance(cause, FileNotFoundError) and cause.errno == errno.ENOENT
+    assert cause.filename == str(missing)
+    with pytest.raises(PrefixError):  # no room for a longer prefix in a C string
+        _core.replace_prefix(b"x/old/y\0", "binary", b"/old", b"/much-longer")

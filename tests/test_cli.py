@@ -29,7 +29,7 @@ from conda_pack import cli
 
 from tests.conftest import FULL, NO_PYTHON
 from tests.envfactory import PLACEHOLDER, variants
-from tests.helpers import extract, run
+from tests.helpers import extract, run, start_for_ctrl_c
 
 # --format choices of conda-pack 0.9.2, less 'infer'.
 FORMATS = (
@@ -1025,15 +1025,12 @@ def test_parcel_options_ignored_for_other_formats(nopython_env, outdir):
 @pytest.mark.parametrize("fmt", ["tar.gz", pytest.param("squashfs", marks=needs_squashfs)])
 def test_ctrl_c(fmt, full_env, outdir):
     """Interrupted while writing (for squashfs: staging or running mksquashfs)."""
-    proc = subprocess.Popen(
+    proc = start_for_ctrl_c(
         [sys.executable, "-m", "conda_pack", "-p", full_env, "-o", outdir / ("env." + fmt),
          "-j", "1", "--compress-level", "9", "-q"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        # As a user's shell delivers Ctrl-C: a test run started in the background
-        # inherits SIGINT ignored, and the packer would too.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60

@@ -28,7 +28,7 @@ from conda_pack import CondaEnv
 
 from tests.conftest import NO_PYTHON
 from tests.envfactory import variants
-from tests.helpers import extract, run, tree, zip_names
+from tests.helpers import extract, run, start_for_ctrl_c, tree, zip_names
 from tests.test_cli import assert_user_error, cp, listing, member, names, ok
 
 
@@ -226,20 +226,10 @@ SLOWEST = {
 SLOW = {"tar.gz", "tar.bz2", "tar.xz", "tar.zst", "zip", "squashfs"}
 
 
-def default_sigint() -> None:
-    """For a child: Ctrl-C as a user's shell delivers it. A test run started in the
-    background inherits SIGINT ignored, and so would the packer."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def start_pack(*args, **popen) -> subprocess.Popen:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.Popen(
-        [sys.executable, "-m", "conda_pack", *map(str, args)],
-        text=True,
-        env=env,
-        preexec_fn=default_sigint,
-        **popen,
+    return start_for_ctrl_c(
+        [sys.executable, "-m", "conda_pack", *args], text=True, env=env, **popen
     )
 
 
@@ -279,13 +269,25 @@ def interrupt(fmt: str, point: str, env: Path, outdir: Path) -> float | None:
     return took
 
 
+def quickest_stop(fmt: str, point: str, env: Path, outdir: Path) -> float | None:
+    """``interrupt``, tried again (at most three times in all) while it takes a second or
+    more: on a loaded machine the scheduler alone can hold a process that long, while a
+    compressor that does not look at the flag takes that long every time."""
+    took = None
+    for _ in range(3):
+        took = interrupt(fmt, point, env, outdir)
+        if took is None or took < 1.0:
+            break
+    return took
+
+
 @pytest.mark.parametrize("fmt", sorted(SLOWEST))
 def test_ctrl_c_stops_within_a_second(fmt, full_env, tmp_path):
     if fmt == "squashfs" and shutil.which("mksquashfs") is None:
         pytest.skip("squashfs-tools not installed")
     outdir = tmp_path / "out"
     outdir.mkdir()
-    took = {p: interrupt(fmt, p, full_env, outdir) for p in ("loading", "writing", "busy")}
+    took = {p: quickest_stop(fmt, p, full_env, outdir) for p in ("loading", "writing", "busy")}
     reached = {p: t for p, t in took.items() if t is not None}
     assert "loading" in reached and "writing" in reached, took
     if fmt in SLOW:

@@ -19,7 +19,6 @@ import pytest
 from tests.faults import (
     as_user,
     content,
-    default_sigint,
     delayed,
     fill,
     injected,
@@ -29,7 +28,7 @@ from tests.faults import (
     traced_child,
     unprivileged,
 )
-from tests.helpers import LONG_SUFFIX, conda_pack, extract, run
+from tests.helpers import LONG_SUFFIX, conda_pack, extract, run, start_for_ctrl_c
 
 STATE = "conda-meta/.conda-unpack-prefix"
 
@@ -228,12 +227,11 @@ def test_killed_twice_even_while_finishing_the_first_run(small):
 def test_ctrl_c_stops_and_a_rerun_finishes(full):
     root = full.fresh()
     # Each write is slowed down, so that Ctrl-C lands while files are being written.
-    proc = subprocess.Popen(
-        [str(c) for c in delayed(unpack_cmd(root, "--workers", "2"), "pwrite64", 100000)],
+    proc = start_for_ctrl_c(
+        delayed(unpack_cmd(root, "--workers", "2"), "pwrite64", 100000),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=default_sigint,
     )
     deadline = time.monotonic() + 60
     while not (root / STATE).exists() and time.monotonic() < deadline:

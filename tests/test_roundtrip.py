@@ -160,7 +160,9 @@ def test_roundtrip_without_python(nopython_env, tmp_path, long_dest):
 def test_unpack_again_after_moving(full_env, tmp_path, long_dest):
     root, _ = pack_and_unpack(full_env, "tar.gz", tmp_path, long_dest)
     before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in root.rglob("*") if p.is_file()}
-    run([root / "bin" / "conda-unpack"])  # a second run at the same place changes nothing
+    # A second run at the same place changes nothing, and says so.
+    again = run([root / "bin" / "conda-unpack", "--verbose"])
+    assert again.stdout.splitlines()[-1] == "Nothing to do: the files already name %s" % root
     after = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in root.rglob("*") if p.is_file()}
     assert after == before
     moved = tmp_path / "moved" / "somewhere-else-entirely-with-a-longer-name" / "env"

@@ -267,3 +267,13 @@ def test_generated_programs_parse_as_python_3_6(archive, tmp_path):
         ast.parse(program.read_bytes(), str(program), feature_version=(3, 6))
     with pytest.raises(SyntaxError):  # the check itself can fail
         ast.parse("if (x := 1): pass", feature_version=(3, 6))
+
+
+def test_conda_unpack_keeps_the_cores_values():
+    """conda-unpack runs without conda_pack, so it holds literal copies of the values it
+    shares with the packer: they must be the core's (and the planner's)."""
+    from conda_pack import _core, plan
+    from conda_pack.unpack import conda_unpack
+
+    assert conda_unpack.SHEBANG_LIMIT == _core.SHEBANG_LIMIT
+    assert conda_unpack.UNSAFE_CHARACTERS == plan.UNQUOTABLE

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ._version import __version__
-    from .env import CondaEnv, File
+    from .env import CondaEnv
     from .errors import CondaPackException
+    from .files import File
     from .packing import pack
 
 __all__ = ["CondaEnv", "CondaPackException", "File", "pack", "__version__"]
@@ -24,7 +25,7 @@ __all__ = ["CondaEnv", "CondaPackException", "File", "pack", "__version__"]
 _HOMES = {
     "__version__": "._version",
     "CondaEnv": ".env",
-    "File": ".env",
+    "File": ".files",
     "CondaPackException": ".errors",
     "pack": ".packing",
 }

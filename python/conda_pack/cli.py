@@ -241,7 +241,9 @@ def run(args: argparse.Namespace, pack: Callable | None = None) -> None:
         from .locate import check_installation
 
         check_installation()
-        from .packing import pack
+        from .packing import pack as pack_it
+
+        pack = pack_it
     pack(
         name=args.name,
         prefix=args.prefix,

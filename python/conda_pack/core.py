@@ -3,8 +3,9 @@
 The names live in smaller modules now; this one re-exports them.
 """
 
-from .env import CondaEnv, File, load_environment
+from .env import CondaEnv, load_environment
 from .errors import CondaPackException
+from .files import File
 from .locate import name_to_prefix
 from .packing import pack
 

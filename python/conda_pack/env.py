@@ -10,13 +10,20 @@ from array import array
 from fnmatch import translate
 from operator import attrgetter
 
+from ._core import (
+    FLAG_BYTECODE_OF_RECORDED,
+    FLAG_PLACEHOLDER,
+    FLAG_SIZE_RECORDED,
+    KIND_FILE,
+    KIND_MISSING,
+    KIND_OTHER,
+    KIND_SYMLINK,
+)
 from .errors import CondaPackException
 from .files import (
     CHECK_SIZE,
+    HOLDS_PLACEHOLDER,
     IS_CONDA,
-    PLACEHOLDER,
-    PLACEHOLDER_RECORDED,
-    SIZE_RECORDED,
     UNKNOWN,
     EnvColumns,
     File,
@@ -27,7 +34,7 @@ from .metadata import Layout, Package, read_environment
 from .traces import is_trace
 from .warn import warn
 
-__all__ = ["CondaEnv", "File", "load_environment"]
+__all__ = ["CondaEnv", "load_environment"]
 
 # Top-level names conda keeps in a root prefix that are not part of the environment.
 SKIP_TOP = (
@@ -122,23 +129,6 @@ _INSTALLER_MADE = frozenset(
 _MAY_BE_ABSENT = frozenset({"directory", "pyc_file"})
 
 
-def _size_is_checkable(path: str, path_type, expected, kind: str) -> bool:
-    """Whether a conda file must still be the size its package recorded.
-
-    Plain (hard-linked or copied) files without a prefix are installed byte for byte, so
-    a different size means something (pip, an editor) changed them; the packer compares
-    when it reads the file. Files with a prefix are checked by hash when their placeholder
-    is restored. Bytecode is exempt: Python rewrites a stale .pyc itself, which is no
-    damage.
-    """
-    return (
-        expected is not None
-        and kind == "f"
-        and path_type in (None, "hardlink")
-        and not path.endswith((".pyc", ".pyo"))
-    )
-
-
 def load_environment(
     prefix: str,
     on_missing_cache: str = "warn",
@@ -150,11 +140,6 @@ def load_environment(
         prefix, on_missing_cache, ignore_editable_packages, ignore_missing_files
     )
     return list(files)
-
-
-# index_env's kind letters and flag bits (see src/index.rs).
-_FILE, _LINK, _OTHER, _MISSING = b"f"[0], b"l"[0], b"o"[0], b"-"[0]
-_BYTECODE_OF_RECORDED = 2
 
 
 def read_files(
@@ -195,13 +180,13 @@ def read_files(
         kind = kinds[e]
         index = package[e]
         if index < 0:  # no package records it
-            if kind == _OTHER or path in skip or is_trace(path, site_packages):
+            if kind == KIND_OTHER or path in skip or is_trace(path, site_packages):
                 continue
             if "/" not in path and (path.endswith("~") or path.endswith(".DS_STORE")):
                 continue
             if path in records:
                 info[e] = IS_CONDA
-            elif flags[e] & _BYTECODE_OF_RECORDED:
+            elif flags[e] & FLAG_BYTECODE_OF_RECORDED:
                 continue  # bytecode of a conda file, regenerated where it lands
             else:
                 info[e] = UNKNOWN
@@ -209,11 +194,11 @@ def read_files(
             continue
         pkg = packages[index]
         ptype = type_names[type_of[e]]
-        if kind == _MISSING:
+        if kind == KIND_MISSING:
             if not (path.endswith(".pyc") or ptype in _MAY_BE_ABSENT or path == ".nonadmin"):
                 missing.setdefault((pkg.name, pkg.version), []).append(path)
             continue
-        if kind == _LINK and ptype not in ("softlink", None):
+        if kind == KIND_SYMLINK and ptype not in ("softlink", None):
             # Installed as a link into the package cache: pack the file it points to. A
             # link anywhere else was put there after install; following it would archive
             # a file from outside the environment, so it is packed as the link it is.
@@ -224,7 +209,7 @@ def read_files(
                 special[e] = f
                 keep(e)
                 continue
-        if flags[e] & PLACEHOLDER_RECORDED:
+        if flags[e] & FLAG_PLACEHOLDER:
             placeholder = True
         elif pkg.legacy and path in pkg.legacy:
             placeholder = pkg.legacy[path][0]
@@ -234,7 +219,7 @@ def read_files(
         if placeholder:
             # The facts make a File when one is asked for. A File made here would outlive
             # the loop's strings and pin their memory.
-            info[e] = IS_CONDA | PLACEHOLDER
+            info[e] = IS_CONDA | HOLDS_PLACEHOLDER
         elif (
             (not pkg.placeholders_known and ptype != "softlink")
             or ptype in _INSTALLER_MADE
@@ -243,9 +228,13 @@ def read_files(
         ):
             info[e] = IS_CONDA | UNKNOWN
         elif (
-            # _size_is_checkable, inlined: this loop runs once per file.
-            flags[e] & SIZE_RECORDED
-            and kind == _FILE
+            # Plain (hard-linked or copied) files without a prefix are installed byte for
+            # byte, so another size means something (pip, an editor) changed them; the
+            # packer compares when it reads the file. Files with a prefix are checked by
+            # hash when their placeholder is restored. Bytecode is exempt: Python rewrites
+            # a stale .pyc itself, which is no damage.
+            flags[e] & FLAG_SIZE_RECORDED
+            and kind == KIND_FILE
             and (ptype is None or ptype == "hardlink")
             and not path.endswith((".pyc", ".pyo"))
         ):
@@ -294,7 +283,8 @@ def _partition(files, pattern: str) -> tuple:
     matches = re.compile(translate(pattern)).match
     if isinstance(files, FileTable):
         return files.partition(matches)
-    keep, drop = [], []
+    keep: list[File] = []
+    drop: list[File] = []
     for f in files:
         (drop if matches(f.target) else keep).append(f)
     return keep, drop
@@ -418,21 +408,6 @@ class CondaEnv:
         excluded, files = _partition(self._excluded_files, pattern)
         return self._derived(_joined(self._files, files), excluded)
 
-    def _output_and_format(self, output=None, format="infer"):
-        from .plan import output_and_format
-
-        return output_and_format(self.name, output, format)
-
-    def _parcel_output(self, parcel_root, parcel_name, parcel_version, parcel_distro):
-        from .plan import parcel_output
-
-        return parcel_output(self.name, parcel_root, parcel_name, parcel_version, parcel_distro)
-
-    def _check_output_location(self, output, force):
-        from .plan import check_output_location
-
-        check_output_location(output, force)
-
     def pack(
         self,
         output=None,
@@ -455,6 +430,8 @@ class CondaEnv:
 
         Parameters are those of :func:`conda_pack.pack`, less the ones choosing the env.
         """
+        # The package's one import against its layering (see tests/test_layering.py):
+        # the packer builds on this module, and conda-pack's API puts ``pack`` here.
         from .packing import pack_env
 
         return pack_env(

@@ -7,6 +7,7 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
 
+from ._core import FLAG_SHA256, FLAG_SHA256_IN_PREFIX, FLAG_SIZE_RECORDED, KIND_SYMLINK
 from .metadata import Package
 
 __all__ = ["File", "FileTable"]
@@ -53,8 +54,9 @@ class File:
         file_mode: str | None = None,
         prefix_placeholder: str | None = None,
     ) -> None:
-        self._source = source
-        self._root = None
+        self._source: str | None = source
+        #: The environment's root, when the source is ``_root/target`` (``_in_env``).
+        self._root: str | None = None
         self.target = target
         self.is_conda = is_conda
         self.file_mode = file_mode
@@ -92,7 +94,7 @@ class File:
     def source(self) -> str:
         if self._source is not None:
             return self._source
-        return self._root + "/" + self.target
+        return self._root + "/" + self.target  # type: ignore[operator]  # set by _in_env
 
     @source.setter
     def source(self, value: str) -> None:
@@ -102,18 +104,16 @@ class File:
         return "File<%r, is_conda=%r>" % (self.target, self.is_conda)
 
 
-#: Per-entry bits of a :class:`FileTable`.
+# Per-entry bits of a :class:`FileTable` (what loading decided; the core's flags of what
+# the records say are ``_core.FLAG_*``).
+#: A conda package installed the file.
 IS_CONDA = 1
 #: The packer must report the file if its size is not the package's.
 CHECK_SIZE = 2
 #: The file may hold the prefix; its bytes tell whether and how (``file_mode="unknown"``).
 UNKNOWN = 4
-#: index_env's flag: the record gives the file's size.
-SIZE_RECORDED = 1
 #: The file holds a placeholder (``EnvColumns.placeholder_facts``).
-PLACEHOLDER = 8
-#: index_env's flags: the record names a placeholder; gives sha256; gives sha256_in_prefix.
-PLACEHOLDER_RECORDED, SHA256, SHA256_IN_PREFIX = 4, 8, 16
+HOLDS_PLACEHOLDER = 8
 
 
 class EnvColumns:
@@ -195,8 +195,8 @@ class EnvColumns:
         return (
             self.ph_strings[self.ph_text[k]],
             self.ph_strings[mode - 1] if mode else None,
-            h[:32].hex() if flags & SHA256 else None,
-            h[32:].hex() if flags & SHA256_IN_PREFIX else None,
+            h[:32].hex() if flags & FLAG_SHA256 else None,
+            h[32:].hex() if flags & FLAG_SHA256_IN_PREFIX else None,
         )
 
     def file(self, e: int) -> File:
@@ -207,11 +207,11 @@ class EnvColumns:
         pkg = self.package[e]
         target = self.target(e)
         package = self.packages[pkg] if pkg >= 0 else None
-        if info & PLACEHOLDER:
+        if info & HOLDS_PLACEHOLDER:
             placeholder, mode, sha, sha_in = self.placeholder_facts(e)
             size = self.size[e]
             f = File._in_env(self.root, target, True, mode or "text", placeholder, size, package)
-            expected = size if self.flags[e] & SIZE_RECORDED else None
+            expected = size if self.flags[e] & FLAG_SIZE_RECORDED else None
             f._record = (expected, sha, sha_in)
             return f
         f = File._in_env(
@@ -266,7 +266,7 @@ class FileTable(Sequence):
             return sum(size[e] for e in self._rows)
         return sum(size[e] if e not in special else (special[e]._size or 0) for e in self._rows)
 
-    def partition(self, matches: Callable[[str], bool]) -> tuple[FileTable, FileTable]:
+    def partition(self, matches: Callable[[str], object]) -> tuple[FileTable, FileTable]:
         """``(rows whose target does not match, rows whose target does)``."""
         keep, drop = array("I"), array("I")
         target = self._cols.target
@@ -301,13 +301,13 @@ class FileTable(Sequence):
         cache, packed as the file it names, is not one)."""
         kind, rows, special = self._cols.kind, self._rows, self._cols.special
         found = []
-        e = kind.find(b"l")
+        e = kind.find(KIND_SYMLINK)
         while e >= 0:
             if e not in special:
                 i = bisect_left(rows, e)
                 if i < len(rows) and rows[i] == e:
                     found.append(i)
-            e = kind.find(b"l", e + 1)
+            e = kind.find(KIND_SYMLINK, e + 1)
         return found
 
     def sorted(self) -> FileTable:

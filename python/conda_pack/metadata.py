@@ -139,7 +139,7 @@ def read_environment(prefix: str, skip_top: list[str]) -> tuple[list[Package], L
             subdir=r["subdir"],
             noarch=r["noarch"],
             link_source=r["link_source"],
-            placeholders_known=r["placeholders"] != "unknown",
+            placeholders_known=r["placeholders"] != _core.PLACEHOLDERS_UNKNOWN,
         )
         if not pkg.placeholders_known:
             pkg.legacy = _legacy_prefixes(pkg, layout)

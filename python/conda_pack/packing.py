@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from stat import S_ISDIR, S_ISREG
+from typing import TYPE_CHECKING, TypeVar
 
 from . import _core, installer
 from ._version import __version__
@@ -54,7 +55,12 @@ from .unpack import (
 from .warn import warn
 from .windows import is_windows_absolute, rewrite_for_dest
 
+if TYPE_CHECKING:
+    from ._core import _Entry
+
 __all__ = ["pack", "pack_env"]
+
+_T = TypeVar("_T")
 
 
 def pack(
@@ -431,8 +437,8 @@ def interpret(
             out.changed.setdefault(key, []).append(f.target + " (changed since install)")
         if f.file_mode is None:
             continue  # a plain copy: only a size check reports back
-        restored = outcome in ("restored", "cached")
-        placeholder = f.prefix_placeholder if restored else env_prefix
+        restored = outcome in (_core.OUTCOME_RESTORED, _core.OUTCOME_CACHED)
+        placeholder = (f.prefix_placeholder if restored else None) or env_prefix
         if f.file_mode in ("text", "binary") and f.prefix_placeholder:
             mode = f.file_mode
             if not restored and mode == "binary" and contains and not modified and not windows:
@@ -447,7 +453,7 @@ def interpret(
             continue
         if dest is not None:
             continue
-        if windows and outcome == "as-is" and f.prefix_placeholder:
+        if windows and outcome == _core.OUTCOME_AS_IS and f.prefix_placeholder:
             # Packed as found (in an environment conda-unpack relocated, say), it may hold
             # the prefix only in spellings the core does not search for, such as a
             # launcher's #! line with backslashes. conda-unpack's Windows rules match every
@@ -667,7 +673,7 @@ def _chunks_ahead(plan) -> Iterator[tuple[int, list]]:
 
 
 @contextmanager
-def _in_background(consume: Callable[[object], None]) -> Iterator[Callable[[object], None]]:
+def _in_background(consume: Callable[[_T], None]) -> Iterator[Callable[[_T], None]]:
     """A function handing items to ``consume``, which a helper thread calls in order
     while the caller goes on; leaving the block waits for it, and an error it raised is
     raised here. An error in the block stops it without waiting for the rest."""
@@ -683,7 +689,7 @@ def _in_background(consume: Callable[[object], None]) -> Iterator[Callable[[obje
                 except BaseException as e:  # raised in the caller's thread
                     failed.append(e)
 
-    def hand_over(item: object) -> None:
+    def hand_over(item: _T) -> None:
         if failed:
             raise failed[0]
         todo.put(item)
@@ -780,7 +786,7 @@ def _write(
     if out.changed and not env.ignore_missing_files:
         raise missing_files_error(out.changed)
     _warn_outcome(out, env.prefix, dest)
-    generated = [
+    generated: list[_Entry] = [
         (g.target, g.data, None, g.mode, when, len(g.data))
         for g in _generated(env, out, dest, parcel, auto_relocate)
     ]

@@ -10,9 +10,10 @@ import re
 from collections.abc import Iterator
 from datetime import datetime
 
+from ._core import CONTENT_CONDA_META
 from .env import CondaEnv
 from .errors import CondaPackException
-from .files import CHECK_SIZE, PLACEHOLDER, UNKNOWN, File, FileTable
+from .files import CHECK_SIZE, HOLDS_PLACEHOLDER, UNKNOWN, File, FileTable
 from .formats import FORMATS
 from .metadata import Layout, package_path
 
@@ -51,7 +52,7 @@ def output_and_format(name: str, output: str | None = None, format: str = "infer
     """The output path and format, each inferred from the other as conda-pack does."""
     if output is None and format == "infer":
         format = "tar.gz"
-    elif format == "infer":
+    elif format == "infer" and output is not None:
         for suffix, fmt in _SUFFIXES:
             if output.endswith(suffix):
                 format = fmt
@@ -162,8 +163,11 @@ _LEVELS = {
 
 
 def check_level(format: str, level: int) -> int:
-    low, high = _LEVELS.get(format, (None, None))
-    if low is not None and not low <= level <= high:
+    bounds = _LEVELS.get(format)
+    if bounds is None:
+        return level
+    low, high = bounds
+    if not low <= level <= high:
         raise CondaPackException(
             "--compress-level %d is out of range for %s (use %d to %d)" % (level, format, low, high)
         )
@@ -207,7 +211,7 @@ class Plan:
         self,
         env: CondaEnv,
         dest: str | None,
-        files: list,
+        files: list[File] | FileTable,
         copies: dict[int, File] | None = None,
         appended: list[File] | None = None,
     ) -> None:
@@ -252,7 +256,7 @@ class Plan:
             content = size if f._check_size else None
         else:
             content = content_for(f, self._layout, self._prefix_b, self._dest_b)
-            if content == "conda-meta":
+            if content == CONTENT_CONDA_META:
                 mode = 0o644
         # A file at its place in this environment leaves the core to derive its source.
         source = None if f._source is None and f._root == self._prefix else f.source
@@ -286,20 +290,22 @@ class Plan:
         """``_entries``, with plain copies (nearly every file) made straight from the
         table's columns: making a ``File`` first costs ~3 us a file, a third of a second
         per 100k files taken from the cores that read and write them."""
-        cols = self.files._cols
+        table = self.files
+        assert isinstance(table, FileTable)  # as chunks() checked
+        cols = table._cols
         if cols.root != self._prefix:
             yield from self._entries(start, stop)
             return
-        rows, info, sizes = self.files._rows, cols.info, cols.size
+        rows, info, sizes = table._rows, cols.info, cols.size
         paths, ends = cols.paths, cols.ends
         special, overrides, entry = cols.special, self.overrides, self.entry
         copies = self.copies
         for i in range(start, stop):
             e = rows[i]
             flags = info[e]
-            begin = ends[e - 1] + 1 if e else 0  # EnvColumns.target's slice: a call cost 25%
+            begin = ends[e - 1] + 1 if e else 0  # EnvColumns.target inlined: hot loop
             if (
-                flags & (UNKNOWN | PLACEHOLDER)
+                flags & (UNKNOWN | HOLDS_PLACEHOLDER)
                 or e in special
                 or i in overrides
                 or i in copies
@@ -324,7 +330,7 @@ def _restore_spec(f: File, layout: Layout, env_prefix: bytes, dest: bytes | None
     # as the environment's or longer, conda-unpack never has to shrink it. Windows files
     # keep the placeholder, whose spelling conda-unpack's Windows rules know.
     verify_only = f.file_mode == "text" and not layout.windows and dest is None
-    placeholder = os.fsencode(f.prefix_placeholder)
+    placeholder = os.fsencode(f.prefix_placeholder or "")  # content_for: never empty
     return (f.file_mode, env_prefix, placeholder, size, sha, sha_in, cache, verify_only)
 
 
@@ -338,7 +344,7 @@ def content_for(f: File, layout: Layout, env_prefix: bytes, dest: bytes | None):
     """What the core must do with one file's bytes (see ``_core.pyi``)."""
     if f.file_mode is None:
         if is_conda_record(f):
-            return "conda-meta"
+            return CONTENT_CONDA_META
         return f._size if f._check_size else None
     if f.file_mode not in ("text", "binary", "unknown"):
         raise CondaPackException("unknown file_mode %r for %s" % (f.file_mode, f.target))
@@ -367,7 +373,11 @@ def plan_entries(
             files = files.without(dropped)
         else:
             files = [f for f in files if f.target not in dropped]
-    at = {_position(files, f.target): f for f in copies}
+    at: dict[int, File] = {}
+    for f in copies:
+        i = _position(files, f.target)
+        if i is not None:  # a copy is named as a link that is among the files
+            at[i] = f
     return Plan(env, dest, files, at, appended)
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 import stat
 
-from .env import CondaEnv, File
+from .env import CondaEnv
+from .files import File
 from .plan import Plan, is_conda_record
 from .unpack.conda_unpack import windows_path, windows_replace_launcher, windows_replace_text
 

@@ -13,21 +13,16 @@ use std::ffi::{c_int, c_void};
 use std::io;
 
 /// libdeflate's settings for a user's (zlib-scale) `--compress-level`: the fastest whose
-/// output is about zlib's at that level. Measured on conda environment tar streams in
-/// 1 MiB blocks (compressed/input, zlib vs libdeflate): 1: 0.391 vs 0.382 (L1), 4: 0.367
-/// vs 0.362 (L2), 5: 0.357 vs 0.357 (L3), 6: 0.352 vs 0.351 (L5), 7: 0.351 vs 0.348 (L6),
-/// 8: 0.349 vs 0.345 (L7), 9: 0.349 vs 0.345 (L9). So `--compress-level` keeps zlib's
-/// meaning for size, and each level runs 1.5-3x faster than zlib's.
+/// output is about as small as zlib's at that level, so `--compress-level` keeps zlib's
+/// meaning for size while running faster (the table behind `MAP` is in benches/ANALYSIS.md,
+/// "deflate levels").
 pub fn libdeflate_level(zlib_level: u32) -> Settings {
     const MAP: [u32; 10] = [0, 1, 2, 2, 2, 3, 5, 6, 7, 9];
     let level = MAP[zlib_level.min(9) as usize];
     // Levels 2-4 (the default, 4) spend what libdeflate's L2 saves over zlib on speed,
-    // as zlib's own fast levels do: only the ends of matches longer than 4 bytes go into
-    // the match finder's index, and 4 candidates are tried instead of 6. On every 16th
-    // MiB of the 3 GB benchmark env's tar: 8.5% less CPU (median of 12 interleaved runs;
-    // depth 6 with inserts up to 16: 0.3687, up to 8: 4.6% less, 0.3701; up to 4: 6.3%
-    // less, 0.3730) for output 1.0% larger than zlib's level 4 (0.3754 vs 0.3716), where
-    // the archive may be 3% larger than `pigz -4`'s.
+    // as zlib's own fast levels do: a shallower match finder that indexes only the ends of
+    // long matches, for output about 1% larger than zlib's level 4 (figures in
+    // benches/ANALYSIS.md, "deflate levels").
     let tuned = level == 2;
     Settings {
         level,
@@ -136,9 +131,8 @@ impl Drop for Compressor {
 
 /// Compress `data` as one block of a longer raw deflate stream: not final (it ends like a
 /// sync flush) unless `last`. `level` is on zlib's scale. Data that is already compressed
-/// (jars, wheels, `.gz` files) is stored: libdeflate takes as long over it as over text
-/// (55-60 MB/s at our default level, against 120 MB/s on an environment's tar stream)
-/// only to store it in the end.
+/// (jars, wheels, `.gz` files) is stored: libdeflate would spend more time on it than on
+/// text only to store it in the end.
 pub fn compress(level: u32, data: &[u8], last: bool) -> io::Result<Vec<u8>> {
     let settings = if level > 0 && incompressible(data)? {
         libdeflate_level(0)

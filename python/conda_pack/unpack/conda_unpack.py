@@ -1598,7 +1598,7 @@ def main(argv=None):
     if verbose and _DATA["prefix"]:
         print("Unpacking environment...")
     try:
-        unpack(root, verbose=verbose, workers=workers)
+        changed = unpack(root, verbose=verbose, workers=workers)
     except (Failure, NoRoom) as e:
         sys.stderr.write("conda-unpack: %s\n" % e)
         return 1
@@ -1610,6 +1610,8 @@ def main(argv=None):
             "\nconda-unpack: interrupted; every file is old or new. Run it again to finish.\n"
         )
         return 130
+    if verbose and changed is None:
+        print("Nothing to do: the files already name %s" % root)
     return 0
 
 
