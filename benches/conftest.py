@@ -194,6 +194,7 @@ class Results:
             "unpack": {},
             "scan": {},
             "startup": {},
+            "receive": {},
         }
         self.data["meta"]["started"] = now()
         self.data["meta"]["loadavg_start"] = loadavg()

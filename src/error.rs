@@ -21,6 +21,9 @@ pub enum Error {
     /// The archive format cannot hold what was asked (e.g. ZIP64 needed but disabled).
     #[error("{0}")]
     Format(String),
+    /// An archive being unpacked is damaged, or holds what would leave the destination.
+    #[error("{0}")]
+    Archive(String),
     /// Metadata that should be JSON is not.
     #[error("{}: invalid JSON: {source}", path.display())]
     Json {

@@ -14,6 +14,8 @@ pub mod ordered;
 pub mod pack;
 pub mod prefix;
 pub mod scan;
+#[cfg(unix)]
+pub mod unpack;
 
 use crate::archive::{Compression, DirArchive, TarArchive, ZipArchive};
 use crate::content::{ContentSpec, Outcome, Report, Restore};
@@ -34,6 +36,7 @@ mod py_errors {
     pyo3::import_exception!(conda_pack.errors, PrefixError);
     pyo3::import_exception!(conda_pack.errors, ArchiveFormatError);
     pyo3::import_exception!(conda_pack.errors, MetadataError);
+    pyo3::import_exception!(conda_pack.errors, UnpackError);
 }
 
 /// The one conversion of the core's errors into Python's: each kind to its class of
@@ -53,6 +56,7 @@ fn to_py(py: Python<'_>, e: Error) -> PyErr {
         }
         Error::Relocation { .. } => py_errors::PrefixError::new_err(message),
         Error::Format(m) => py_errors::ArchiveFormatError::new_err(m),
+        Error::Archive(m) => py_errors::UnpackError::new_err(m),
         Error::Json { .. } => py_errors::MetadataError::new_err(message),
         Error::Cancelled => PyKeyboardInterrupt::new_err("interrupted"),
         Error::Invalid(m) => PyValueError::new_err(m),
@@ -525,6 +529,18 @@ impl ArchiveWriter {
             .collect())
     }
 
+    /// The entries written from now on are the generated files, which an unpacker reads
+    /// first (see `archive::blockindex`).
+    fn mark_tail(&self) -> PyResult<()> {
+        let mut guard = self
+            .packer
+            .lock()
+            .map_err(|_| PyValueError::new_err("writer poisoned"))?;
+        guard
+            .mark_tail()
+            .map_err(|e| Python::attach(|py| to_py(py, e)))
+    }
+
     /// Complete the archive (trailers, central directory, flush).
     fn finish(&self, py: Python<'_>) -> PyResult<()> {
         let mut guard = self
@@ -538,6 +554,198 @@ impl ArchiveWriter {
             return Err(e);
         }
         result.map_err(|e| to_py(py, e))
+    }
+}
+
+/// A job from Python: `(member path, placeholders, mode or None, shebang or None)`.
+#[cfg(unix)]
+type JobArg = (
+    Vec<u8>,
+    Vec<Vec<u8>>,
+    Option<String>,
+    Option<(Vec<u8>, Vec<u8>)>,
+);
+
+#[cfg(unix)]
+fn jobs_arg(jobs: Vec<JobArg>) -> PyResult<Vec<(Vec<u8>, std::sync::Arc<unpack::Job>)>> {
+    jobs.into_iter()
+        .map(|(path, olds, mode, shebang)| {
+            let mode = mode.as_deref().map(mode_arg).transpose()?;
+            Ok((
+                path,
+                std::sync::Arc::new(unpack::Job {
+                    olds,
+                    mode,
+                    shebang,
+                }),
+            ))
+        })
+        .collect()
+}
+
+/// conda-unpack's rewrite of one file's bytes for prefix `new` (None: unchanged).
+#[cfg(unix)]
+#[pyfunction]
+#[pyo3(signature = (data, olds, mode, shebang, new))]
+fn relocate_bytes<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    olds: Vec<Vec<u8>>,
+    mode: Option<String>,
+    shebang: Option<(Vec<u8>, Vec<u8>)>,
+    new: &[u8],
+) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    let mode = mode.as_deref().map(mode_arg).transpose()?;
+    let job = unpack::Job {
+        olds,
+        mode,
+        shebang,
+    };
+    match unpack::relocate::relocate(data, &job, new) {
+        Ok(out) => Ok(out.map(|o| PyBytes::new(py, &o))),
+        Err(e) => Err(py_errors::PrefixError::new_err(e.to_string())),
+    }
+}
+
+/// Relocate files already unpacked under `root`, as conda-unpack would; returns how many
+/// changed.
+#[cfg(unix)]
+#[pyfunction]
+fn relocate_tree(
+    py: Python<'_>,
+    root: PathBuf,
+    jobs: Vec<JobArg>,
+    target: Vec<u8>,
+    threads: usize,
+) -> PyResult<u64> {
+    let jobs = jobs_arg(jobs)?;
+    let cancel = Cancel::default();
+    let (interrupt, result) = interruptible(
+        py,
+        &cancel,
+        |_| Ok(()),
+        || unpack::relocate_tree(&root, &jobs, &target, threads, &cancel),
+    );
+    if let Some(e) = interrupt {
+        return Err(e);
+    }
+    result.map_err(|e| to_py(py, e))
+}
+
+/// An archive to unpack (`conda-pack unpack`).
+#[cfg(unix)]
+#[pyclass(module = "conda_pack._core")]
+struct Unpacker {
+    archive: unpack::Archive,
+}
+
+#[cfg(unix)]
+#[pymethods]
+impl Unpacker {
+    #[new]
+    fn new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        let archive =
+            unpack::Archive::open(&path).map_err(|e| to_py(py, Error::Io { path, source: e }))?;
+        Ok(Unpacker { archive })
+    }
+
+    /// The format, from the file's bytes: tar, tar.gz, tar.bz2, tar.xz, tar.zst or zip.
+    #[getter]
+    fn format(&self) -> &'static str {
+        self.archive.format.name()
+    }
+
+    #[getter]
+    fn size(&self) -> u64 {
+        self.archive.len
+    }
+
+    /// Whether the gzip stream carries our block index (it inflates on every core).
+    #[getter]
+    fn indexed(&self) -> bool {
+        self.archive.index.is_some()
+    }
+
+    /// The conda-unpack scripts of the archive, `[(member path, content)]`, read before
+    /// the rest where the archive allows it; None where they come only at its end.
+    #[allow(clippy::type_complexity)]
+    fn read_ahead<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<Option<Vec<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)>>> {
+        let cancel = Cancel::default();
+        let (interrupt, result) = interruptible(
+            py,
+            &cancel,
+            |_| Ok(()),
+            || {
+                self.archive
+                    .read_ahead(&cancel)
+                    .map_err(|e| Error::io(self.archive.path.clone(), e))
+            },
+        );
+        if let Some(e) = interrupt {
+            return Err(e);
+        }
+        let found = result.map_err(|e| to_py(py, e))?;
+        Ok(found.map(|v| {
+            v.into_iter()
+                .map(|(p, c)| (PyBytes::new(py, &p), PyBytes::new(py, &c)))
+                .collect()
+        }))
+    }
+
+    /// Unpack into the existing empty directory `root`, relocating the files `jobs` name
+    /// for prefix `target` on the way; `progress(files, archive_bytes)` is called about
+    /// ten times a second. Returns `(files, relocated, scripts met)`.
+    #[pyo3(signature = (root, jobs, target, threads, progress=None))]
+    #[allow(clippy::type_complexity)]
+    fn extract<'py>(
+        &self,
+        py: Python<'py>,
+        root: PathBuf,
+        jobs: Vec<JobArg>,
+        target: Vec<u8>,
+        threads: usize,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<(u64, u64, Vec<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)>)> {
+        let jobs = jobs_arg(jobs)?.into_iter().collect();
+        let plan = unpack::Plan {
+            root,
+            jobs,
+            target,
+            threads: threads.max(1),
+        };
+        let counters = std::sync::Arc::new(unpack::Counters::default());
+        let cancel = Cancel::default();
+        let report = |py: Python<'_>| -> PyResult<()> {
+            match &progress {
+                Some(cb) => cb
+                    .call1(
+                        py,
+                        (
+                            counters.files.load(Ordering::Relaxed),
+                            counters.bytes.load(Ordering::Relaxed),
+                        ),
+                    )
+                    .map(|_| ()),
+                None => Ok(()),
+            }
+        };
+        let (interrupt, result) = interruptible(py, &cancel, report, || {
+            unpack::unpack(&self.archive, plan, &cancel, &counters)
+        });
+        if let Some(e) = interrupt {
+            return Err(e);
+        }
+        let out = result.map_err(|e| to_py(py, e))?;
+        report(py)?;
+        let scripts = out
+            .scripts
+            .into_iter()
+            .map(|(p, c)| (PyBytes::new(py, &p), PyBytes::new(py, &c)))
+            .collect();
+        Ok((out.files, out.relocated, scripts))
     }
 }
 
@@ -579,5 +787,11 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(format_shebang, m)?)?;
     m.add_function(wrap_pyfunction!(parse_shebang, m)?)?;
     m.add_class::<ArchiveWriter>()?;
+    #[cfg(unix)]
+    {
+        m.add_class::<Unpacker>()?;
+        m.add_function(wrap_pyfunction!(relocate_tree, m)?)?;
+        m.add_function(wrap_pyfunction!(relocate_bytes, m)?)?;
+    }
     add_constants(m)
 }

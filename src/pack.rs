@@ -233,6 +233,11 @@ impl Packer {
         })
     }
 
+    /// The entries written from now on are generated files (see [`Archive::mark_tail`]).
+    pub fn mark_tail(&mut self) -> Result<()> {
+        self.sink.archive()?.mark_tail()
+    }
+
     /// Complete the archive.
     pub fn finish(&mut self) -> Result<()> {
         self.sink.archive.take().ok_or_else(abandoned)?.finish()

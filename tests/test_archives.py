@@ -69,11 +69,18 @@ def test_tar_members(full_env, tmp_path):
     assert a.stat().st_ino == b.stat().st_ino
 
 
-def test_gzip_is_a_single_member(nopython_env, tmp_path):
+def test_gzip_data_is_one_member_then_an_empty_index_member(nopython_env, tmp_path):
+    """All the data is in the first member (readers that stop there lose nothing); the
+    block index for ``conda-pack unpack`` follows as a member that decompresses to
+    nothing, its index in the header's extra field, which every reader skips."""
     data = pack(nopython_env, tmp_path / "env.tar.gz").read_bytes()
     d = zlib.decompressobj(wbits=31)
-    d.decompress(data)
-    assert d.eof and d.unused_data == b""
+    tar = d.decompress(data)
+    assert d.eof and len(tar) % 512 == 0 and tar.endswith(bytes(1024))
+    index = d.unused_data
+    assert index[:4] == b"\x1f\x8b\x08\x04"  # FEXTRA set
+    e = zlib.decompressobj(wbits=31)
+    assert e.decompress(index) == b"" and e.eof and e.unused_data == b""
 
 
 def test_zip_entries_all_deflated(full_env, tmp_path):

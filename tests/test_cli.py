@@ -262,7 +262,8 @@ def test_help(flag):
 
 def test_format_choices_are_conda_packs():
     (action,) = [a for a in cli.PARSER._actions if "--format" in a.option_strings]
-    assert set(action.choices) == {"infer", *FORMATS}
+    # Ours adds the self-extracting installer.
+    assert set(action.choices) == {"infer", *FORMATS, "sh"}
     assert action.default == "infer"
 
 

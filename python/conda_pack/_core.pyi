@@ -158,4 +158,44 @@ class ArchiveWriter:
         entries: list[_Entry],
         progress: Callable[[int, int], None] | None = None,
     ) -> list[tuple[int, _Report]]: ...
+    def mark_tail(self) -> None:
+        """The entries written from now on are the generated files (see blockindex.rs)."""
     def finish(self) -> None: ...
+
+# -- unpacking (Linux and macOS) --------------------------------------------------------------
+#: A job: (member path, placeholders, "text" | "binary" | None, (interpreter, options) | None).
+Job = tuple[bytes, list[bytes], str | None, tuple[bytes, bytes] | None]
+
+class Unpacker:
+    """An archive to unpack; its format is read from its bytes."""
+
+    def __init__(self, path: _Path) -> None: ...
+    @property
+    def format(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def indexed(self) -> bool:
+        """Whether the gzip stream carries our block index (inflated on every core)."""
+    def read_ahead(self) -> list[tuple[bytes, bytes]] | None:
+        """The conda-unpack scripts ``(member path, content)`` when the archive can give
+        them before the rest; None when they come only at its end."""
+    def extract(
+        self,
+        root: _Path,
+        jobs: list[Job],
+        target: bytes,
+        threads: int,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> tuple[int, int, list[tuple[bytes, bytes]]]:
+        """Unpack into the empty directory ``root``, relocating the files ``jobs`` name for
+        ``target``; returns (files, relocated, conda-unpack scripts met)."""
+
+def relocate_tree(root: _Path, jobs: list[Job], target: bytes, threads: int) -> int: ...
+def relocate_bytes(
+    data: bytes,
+    olds: list[bytes],
+    mode: str | None,
+    shebang: tuple[bytes, bytes] | None,
+    new: bytes,
+) -> bytes | None: ...

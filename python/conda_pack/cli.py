@@ -29,12 +29,29 @@ class MultiAppendAction(argparse.Action):
 
 PROG = "conda-pack"
 DESCRIPTION = "Pack a conda environment into one archive, to unpack and use anywhere."
+# Names the console script, also in `conda pack --help`: a "conda pack" split across two
+# lines would wrap the help unlike the console script's.
+EPILOG = (
+    "To unpack an archive and relocate it in one step: 'conda-pack unpack ARCHIVE DEST' "
+    "(see 'conda-pack unpack --help')."
+)
+UNPACK_DESCRIPTION = (
+    "Extract ARCHIVE (any format conda-pack writes but squashfs, archives of conda-pack "
+    "0.9.2, plain tar, or a self-extracting installer conda-pack wrote) into DEST and "
+    "relocate the environment there in the same pass: afterwards it works in DEST, and "
+    "bin/conda-unpack has nothing left to do. DEST must not exist, or be empty; the "
+    "archive is extracted into a directory beside it that is renamed to DEST at the end, "
+    "so an error or Ctrl-C leaves no half environment. Members that would end up outside "
+    "DEST (absolute names, '..', links leading out, devices) stop the unpack. "
+    "Linux and macOS only."
+)
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
         description=DESCRIPTION,
+        epilog=EPILOG,
         add_help=False,
         allow_abbrev=False,
     )
@@ -102,7 +119,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         choices=["infer", *FORMATS],
         default="infer",
         help="The kind of archive to write. Default: 'infer', from the extension of "
-        "--output (tar.gz without --output).",
+        "--output (tar.gz without --output). 'sh' (.sh) is a self-extracting installer: "
+        "a POSIX sh script and a tar.gz, run as 'sh env.sh -p DEST' on Linux or macOS "
+        "(not Windows).",
     )
     parser.add_argument(
         "--compress-level",
@@ -187,6 +206,26 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     return parser
 
 
+def build_unpack_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog + " unpack", description=UNPACK_DESCRIPTION, allow_abbrev=False
+    )
+    parser.add_argument("archive", metavar="ARCHIVE", help="The archive to unpack.")
+    parser.add_argument(
+        "dest", metavar="DEST", help="The directory to create (or an empty one to fill)."
+    )
+    parser.add_argument(
+        "--n-threads",
+        "-j",
+        metavar="N",
+        type=int,
+        default=-1,
+        help="Threads to decompress and write with (default -1: every core).",
+    )
+    parser.add_argument("--quiet", "-q", action="store_true", help="Print nothing but errors.")
+    return parser
+
+
 # At module level, for sphinxcontrib.autoprogram and drop-in compatibility.
 PARSER = build_parser()
 
@@ -235,6 +274,12 @@ def main(args: list[str] | None = None, pack: Callable | None = None, prog: str 
     ``prog`` is what usage lines and argparse's errors call the command: ``conda pack``
     when conda runs it as a plugin.
     """
+    args = sys.argv[1:] if args is None else args
+    if args[:1] == ["unpack"]:
+        # A subcommand only in name: 'unpack' was never a valid first argument, and every
+        # other command line is the packer's, unchanged.
+        unpacked = build_unpack_parser(prog).parse_args(args=args[1:])
+        _guarded(lambda: _run_unpack(unpacked))
     parser = PARSER if prog == PROG else build_parser(prog)
     parsed = parser.parse_args(args=args)
     if parsed.version:
@@ -242,9 +287,20 @@ def main(args: list[str] | None = None, pack: Callable | None = None, prog: str 
         sys.exit(0)
     # The packer (and the Rust core) is imported in here, so that a Ctrl-C while it loads
     # is reported like one while it runs.
+    _guarded(lambda: run(parsed, pack))
+
+
+def _run_unpack(args: argparse.Namespace) -> None:
+    from .unpacking import unpack
+
+    unpack(args.archive, args.dest, verbose=not args.quiet, n_threads=args.n_threads)
+
+
+def _guarded(work: Callable[[], None]) -> None:
+    """Run ``work`` and exit: 0, or 1 with one line on stderr."""
     try:
         with cli_mode():
-            run(parsed, pack)
+            work()
     except CondaPackException as e:
         fail("CondaPackError: %s" % e)
     except KeyboardInterrupt:

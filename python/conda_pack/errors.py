@@ -25,3 +25,8 @@ class ArchiveFormatError(CondaPackException):
 
 class MetadataError(CondaPackException):
     """conda's metadata in the environment is unreadable."""
+
+
+class UnpackError(CondaPackException):
+    """An archive cannot be unpacked: it is damaged, or holds what would end up outside
+    the destination (absolute names, ``..``, links leading out, devices)."""

@@ -17,4 +17,5 @@ FORMATS = (
     "parcel",
     "squashfs",
     "no-archive",
+    "sh",
 )

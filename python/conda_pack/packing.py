@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from stat import S_ISDIR, S_ISREG
 from typing import TYPE_CHECKING, TypeVar
 
-from . import _core
+from . import _core, installer
 from ._version import __version__
 from .env import CondaEnv, missing_files_error
 from .errors import CondaPackException, PackIOError
@@ -360,14 +360,14 @@ def _raise_naming(e: CondaPackException, paths: str, name: str) -> None:
 
 
 @contextmanager
-def staged_output(output: str, directory: bool) -> Iterator[str]:
+def staged_output(output: str, directory: bool, executable: bool = False) -> Iterator[str]:
     """A temporary path next to ``output``, moved there only if the block succeeds."""
     parent = os.path.dirname(os.path.abspath(output))
     remove_stale_partials(parent)
     with _partial(parent, output, directory) as tmp:
         try:
             yield tmp
-            os.chmod(tmp, (0o777 if directory else 0o666) & ~_umask())
+            os.chmod(tmp, (0o777 if directory or executable else 0o666) & ~_umask())
             if directory:
                 _replace_dir(tmp, output)
             else:
@@ -595,8 +595,8 @@ def pack_env(
     if verbose:
         print("Packing environment at %r to %r" % (env.prefix, output))
 
-    def write(path: str, writer_format: str) -> None:
-        _write(
+    def write(path: str, writer_format: str) -> list:
+        return _write(
             env,
             path,
             writer_format,
@@ -611,7 +611,20 @@ def pack_env(
             auto_relocate=auto_relocate,
         )
 
-    with staged_output(output, directory=kind == "no-archive") as tmp:
+    if kind == "sh" and arcroot:
+        raise CondaPackException("An installer (format sh) cannot have an --arcroot")
+    with staged_output(output, directory=kind == "no-archive", executable=kind == "sh") as tmp:
+        if kind == "sh":
+            # The payload is a tar.gz, staged beside the output, then copied after the
+            # installer's script (which needs conda-unpack's records: known at the end).
+            with _partial(os.path.dirname(tmp), output, directory=False) as payload:
+                try:
+                    generated = write(payload, "tar.gz")
+                    script = next((g[1] for g in generated if g[0] == "bin/conda-unpack"), None)
+                    installer.write(tmp, payload, script)
+                finally:
+                    _remove(payload)
+            return output
         if kind != "squashfs":
             write(tmp, "dir" if kind == "no-archive" else kind)
             return output
@@ -752,7 +765,7 @@ def _write(
     zip_64,
     verbose,
     auto_relocate=True,
-) -> None:
+) -> list:
     replaced = _generated_targets(env, dest, parcel, auto_relocate)
     plan = plan_entries(env, dest, replaced, writer_format == "zip" and not zip_symlinks)
     # conda-unpack's records name the prefix the files hold: where the environment is,
@@ -807,5 +820,8 @@ def _write(
         (g.target, g.data, None, g.mode, when, len(g.data))
         for g in _generated(env, out, dest, parcel, auto_relocate)
     ]
+    # Our unpacker reads the generated files (conda-unpack's records) before the rest.
+    writer.mark_tail()
     writer.write(generated)
     writer.finish()
+    return generated

@@ -32,6 +32,7 @@ _SUFFIXES = (
     (".tar", "tar"),
     (".squashfs", "squashfs"),
     (".no-archive", "no-archive"),
+    (".sh", "sh"),
 )
 _CANONICAL = {
     "tgz": "tar.gz",
@@ -152,6 +153,7 @@ def parse_n_threads(n_threads: int | None) -> int:
 
 _LEVELS = {
     "tar.gz": (0, 9),
+    "sh": (0, 9),
     "zip": (0, 9),
     "tar.bz2": (1, 9),
     "tar.xz": (0, 9),

@@ -2,6 +2,7 @@
 //! threads. Every encoder gives the same bytes whatever the thread count, so archives are
 //! reproducible across machines.
 
+use super::blockindex::BlockIndex;
 use super::blocks::{wait, Codec, Pipeline, Ticket};
 use super::deflate;
 use super::gather::GatherWriter;
@@ -65,6 +66,18 @@ impl Encoder {
                 Encoder::Xz(XzWriter::new(out(file), level, threads, cancel)?)
             }
         })
+    }
+
+    /// Note that the archive's generated files begin at uncompressed offset `at`: the
+    /// gzip block index records it, so that an unpacker can read them first.
+    pub fn mark_tail(&mut self, at: u64) -> io::Result<()> {
+        match self {
+            Encoder::Blocks(BlockWriter {
+                kind: BlockKind::Gzip(p),
+                ..
+            }) => p.mark(at),
+            _ => Ok(()),
+        }
     }
 
     /// Flush everything and write the stream's trailer.
@@ -160,7 +173,8 @@ impl Codec for Bzip2Block {
 }
 
 enum BlockKind {
-    Gzip(Pipeline<Deflate, (), BufWriter<File>>),
+    /// Marks: where the archive's generated files begin (uncompressed), for the index.
+    Gzip(Pipeline<Deflate, u64, BufWriter<File>>),
     Bzip2(Pipeline<Bzip2Block, (), BufWriter<File>>),
 }
 
@@ -179,19 +193,31 @@ impl BlockWriter {
             out.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff])?;
             let mut crc = crc32fast::Hasher::new();
             let mut total = 0u64;
+            let mut at = 10u64;
+            let mut starts = Vec::new();
+            let mut tail = None;
             for ticket in rx {
-                if let Ticket::Block(r) = ticket {
-                    let d = wait(r)?;
-                    out.write_all(&d.bytes)?;
-                    crc.combine(&crc32fast::Hasher::new_with_initial_len(d.crc, d.len));
-                    total += d.len;
-                    crate::buffers::give(d.bytes);
+                match ticket {
+                    Ticket::Block(r) => {
+                        let d = wait(r)?;
+                        starts.push(at);
+                        at += d.bytes.len() as u64;
+                        out.write_all(&d.bytes)?;
+                        crc.combine(&crc32fast::Hasher::new_with_initial_len(d.crc, d.len));
+                        total += d.len;
+                        crate::buffers::give(d.bytes);
+                    }
+                    Ticket::Mark(t) => tail = Some(t),
                 }
             }
             // An empty final block, then CRC-32 and the length mod 2^32.
             out.write_all(&[0x03, 0x00])?;
             out.write_all(&crc.finalize().to_le_bytes())?;
             out.write_all(&(total as u32).to_le_bytes())?;
+            if !starts.is_empty() {
+                let index = BlockIndex::new(GZIP_BLOCK as u64, &starts, total, tail, at + 10);
+                out.write_all(&index.member())?;
+            }
             Ok(out)
         });
         BlockWriter::with(BlockKind::Gzip(pipe), GZIP_BLOCK)

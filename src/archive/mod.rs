@@ -1,5 +1,6 @@
 //! Archive writers: one per format behind [`Archive`], fed entries in their final order.
 
+pub mod blockindex;
 mod blocks;
 mod compress;
 mod deflate;
@@ -52,6 +53,11 @@ pub trait Archive: Send {
     fn supports_hardlinks(&self) -> bool;
     /// Whether symlinks are stored as links (else they are followed).
     fn stores_symlinks(&self) -> bool;
+    /// The entries from here on are the archive's generated files (conda-unpack and the
+    /// scripts), which an unpacker wants first: archives that can say where they begin do.
+    fn mark_tail(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// Complete the archive; on error nothing more is written.
     fn finish(self: Box<Self>) -> Result<()>;
 }

@@ -203,6 +203,11 @@ impl Archive for TarArchive {
         cfg!(unix)
     }
 
+    fn mark_tail(&mut self) -> Result<()> {
+        let r = self.out.mark_tail(self.written);
+        self.io(r)
+    }
+
     fn finish(mut self: Box<Self>) -> Result<()> {
         self.put(&[0u8; 2 * BLOCK])?;
         let rem = self.written % RECORD;
