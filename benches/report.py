@@ -125,6 +125,35 @@ def unpack_table(entry: dict) -> list[str]:
     return ["### Unpack (each tool's default tar.gz)", ""] + table(header, rows)
 
 
+def receive_table(cases: dict) -> list[str]:
+    """One step (``conda-pack unpack``, or the installer) against ``tar -x`` + conda-unpack."""
+    header = ["archive", "archive MB", "ours s", "ours CPU s", "ours peak RSS MB"]
+    header += ["`tar -x` + conda-unpack s", "their CPU s", "ours faster"]
+    rows = []
+    for case, entry in cases.items():
+        rec = entry["tools"]
+        ours, extract, unpack = rec["ours"], rec["extract"], rec["conda-unpack"]
+        # Per round, tar then conda-unpack against our one step.
+        theirs = [
+            {"wall": e["wall"] + u["wall"], "cpu": e["cpu"] + u["cpu"]}
+            for e, u in zip(extract, unpack)
+        ]
+        rows.append(
+            [
+                f"`{case}`",
+                mb(rec["archive_size"]),
+                secs(median(ours, "wall")),
+                secs(median(ours, "cpu")),
+                f"{max(r['rss_mb'] for r in ours):.0f}" if ours else "-",
+                secs(median(theirs, "wall")),
+                secs(median(theirs, "cpu")),
+                ratio(speedup(theirs, ours)),
+            ]
+        )
+    title = "### Receiving end: `conda-pack unpack` / `sh env.sh -p` in one step"
+    return [title, ""] + table(header, rows)
+
+
 def startup_table(entry: dict) -> list[str]:
     """The relocation hook: start-up where nothing moved, and the first start after moving."""
     starts = entry["starts"]
@@ -365,6 +394,8 @@ def render(data: dict) -> str:
             lines += scan_table(data["scan"][key])
         if key in data.get("startup", {}):
             lines += startup_table(data["startup"][key])
+        if key in data.get("receive", {}):
+            lines += receive_table(data["receive"][key])
         if key != big:
             lines += ["### Targets, measured on this env (for reference)", ""]
             lines += targets_table(targets(data, key, None))
