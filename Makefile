@@ -55,7 +55,7 @@ demo: install
 	tar -xzf $(DEMO)/env.tar.gz -C $(DEEP)
 	CONDA_UNPACK_VERBOSE=1 $(DEEP)/bin/python -c \
 		"import sys, ssl, sqlite3; print('python', sys.version.split()[0], 'at', sys.prefix); \
-		print('CA certificates from', ssl.get_default_verify_paths().cafile)"
+		print(ssl.OPENSSL_VERSION, 'looks for CA certificates in', ssl.get_default_verify_paths().openssl_cafile)"
 	$(DEEP)/bin/cprog
 	$(DEEP)/bin/pip --version
 	$(DEEP)/bin/conda-unpack -v

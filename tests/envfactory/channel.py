@@ -71,10 +71,27 @@ class LocalChannel:
         """Place package files (hard links when possible) in their subdir."""
         for pkg in packages:
             target = self.root / pkg.parent.name / pkg.name
+            if self._drop_other_builds(target):
+                self._generation += 1
             if target.exists() and target.stat().st_size == pkg.stat().st_size:
                 continue
             link_or_copy(pkg, target)
             self._generation += 1
+
+    @staticmethod
+    def _drop_other_builds(target: Path) -> bool:
+        """Remove builds of the same name and version that an older factory left in a
+        persistent channel: the solver could prefer one (it did: a python without the
+        openssl dependency), so an env would not be what this factory builds."""
+        name_version = _name_version(target.name)
+        if not target.parent.is_dir():
+            return False
+        dropped = False
+        for other in target.parent.iterdir():
+            if other.name != target.name and _name_version(other.name) == name_version:
+                other.unlink()
+                dropped = True
+        return dropped
 
     def ensure_indexed(self) -> None:
         if self._indexed_generation == self._generation and self._has_repodata():
@@ -112,3 +129,13 @@ class LocalChannel:
                 "platform": platform,
             }
         )
+
+
+def _name_version(filename: str) -> tuple[str, str] | None:
+    """``(name, version)`` of a package file name ``name-version-build.conda`` (or
+    ``.tar.bz2``); None for other files (repodata.json)."""
+    for ext in (".conda", ".tar.bz2"):
+        if filename.endswith(ext):
+            parts = filename[: -len(ext)].rsplit("-", 2)
+            return (parts[0], parts[1]) if len(parts) == 3 else None
+    return None
