@@ -255,73 +255,22 @@ pub fn prepare(
     let inline = size <= inline_limit;
     let mut env = Material::open(path, Some(stamp), size, inline)?;
     let mut report = Report::default();
-    let mut mat: Option<Material> = None;
-    let mut current: Vec<u8> = spec.probe.clone().unwrap_or_default();
-    let mut mode: Option<Mode> = None;
-    // What the pass that verified a restore learned about its bytes, to spare a pass.
-    let mut restored_facts: Option<Measured> = None;
-
-    if let Some(r) = &spec.restore {
-        mode = Some(r.mode);
-        current = r.env_prefix.clone();
-        let restore = Step::Replace {
-            mode: r.mode,
-            old: r.env_prefix.clone(),
-            new: r.placeholder.clone(),
-        };
-        // A binary restore in memory changes the installed bytes in place (an undo log
-        // puts them back if the result is not the package's file); otherwise on a copy.
-        let in_place = r.mode == Mode::Binary && !r.verify_only;
-        let attempt = match in_place
-            .then(|| try_restore_in_place(&mut env, r))
-            .flatten()
-        {
-            Some(Ok(facts)) => Ok((env.clone(), facts)),
-            Some(Err(problem)) => Err(problem),
-            None => try_restore(&env, size, restore, r),
-        };
-        match attempt {
-            // Unless the placeholder itself is in the file (a user's own File naming its
-            // build prefix): only the restored bytes relocate that.
-            Ok((restored, _))
-                if r.verify_only && env.measure(Probe::find(&r.placeholder))?.count == 0 =>
-            {
-                restored.recycle();
-                report.outcome = Some(Outcome::Verified)
-            }
-            Ok((restored, facts)) => {
-                mat = Some(restored);
-                restored_facts = Some(facts);
-                current = r.placeholder.clone();
-                report.outcome = Some(Outcome::Restored);
-            }
-            Err(problem) => {
-                report.problem = Some(problem);
-                report.modified = match &r.sha256_in_prefix {
-                    Some(h) => Some(env.measure(Probe::hash())?.sha256 != Some(*h)),
-                    None => None,
-                };
-                let cached = match (&r.cache, report.modified) {
-                    (Some(cache), Some(false) | None) => cached_copy(cache, r, inline)?,
-                    _ => None,
-                };
-                if let Some(c) = cached {
-                    mat = Some(c);
-                    current = r.placeholder.clone();
-                    report.outcome = Some(Outcome::Cached);
-                } else {
-                    report.outcome = Some(Outcome::AsIs);
-                }
-            }
-        }
-    }
-
-    let mut mat = mat.unwrap_or_else(|| env.clone());
-    let found = match restored_facts {
+    let start = match &spec.restore {
+        Some(r) => restore_placeholder(&mut env, size, inline, r, &mut report)?,
+        None => Start {
+            mat: None,
+            current: spec.probe.clone().unwrap_or_default(),
+            mode: None,
+            facts: None,
+        },
+    };
+    let current = start.current;
+    let mut mat = start.mat.unwrap_or_else(|| env.clone());
+    let found = match start.facts {
         Some(facts) => facts,
         None => mat.measure(Probe::find(&current))?,
     };
-    report.binary = match mode {
+    report.binary = match start.mode {
         Some(m) => m == Mode::Binary,
         None => found.nul,
     };
@@ -329,49 +278,16 @@ pub fn prepare(
     if report.binary && spec.dest.is_none() {
         report.offsets = found.span_starts.clone();
     }
-    let mode = mode.unwrap_or(if found.nul { Mode::Binary } else { Mode::Text });
-    let managed = spec.restore.is_some();
-    let mut changed_since_probe = false;
-
-    if let Some(dest) = &spec.dest {
-        // Unmanaged binaries are never patched: their strings may be length-prefixed.
-        if report.contains && (mode == Mode::Text || managed) {
-            let step = Step::Replace {
-                mode,
-                old: current.clone(),
-                new: dest.clone(),
-            };
-            mat.push(step)?;
-            changed_since_probe = true;
+    let mode = start
+        .mode
+        .unwrap_or(if found.nul { Mode::Binary } else { Mode::Text });
+    let changed_since_probe = match &spec.dest {
+        Some(dest) => relocate_to(&mut mat, spec, mode, &current, dest, &report)?,
+        None if spec.shebang && mode == Mode::Text => {
+            shebang_to_env(&mut mat, &current, &found, &mut report)?
         }
-        if spec.shebang && mode == Mode::Text {
-            mat.push(Step::ShebangFix {
-                prefix: dest.clone(),
-            })?;
-            changed_since_probe = true;
-        }
-    } else if spec.shebang && mode == Mode::Text {
-        if let Some(sb) = prefix::parse_shebang(&found.head) {
-            if let Some(exe) = sb.exe_in(&current) {
-                // conda-pack 0.9.2's rule: only a file whose one prefix is the shebang is
-                // rewritten, so the archive works without conda-unpack once activated.
-                let rewritten = found.count == 1 && found.head_is_first_line;
-                report.shebang = Some(ShebangInfo {
-                    exe: exe.to_vec(),
-                    options: sb.options.to_vec(),
-                    rewritten,
-                });
-                if rewritten {
-                    mat.push(Step::ShebangToEnv {
-                        prefix: current.clone(),
-                    })?;
-                    report.contains = false;
-                    changed_since_probe = true;
-                }
-            }
-        }
-    }
-
+        None => false,
+    };
     let size = if changed_since_probe || !mat.is_mem() {
         mat.measure(Probe::default())?.size
     } else {
@@ -379,6 +295,143 @@ pub fn prepare(
     };
     env.recycle(); // so the body takes the bytes over instead of copying them
     Ok((mat.into_body(size), report))
+}
+
+/// Where [`prepare`] goes on from once the placeholder is (or is not) restored.
+struct Start {
+    /// The bytes to go on from, when not the installed file's own.
+    mat: Option<Material>,
+    /// The prefix those bytes hold.
+    current: Vec<u8>,
+    /// The file's mode when conda recorded it.
+    mode: Option<Mode>,
+    /// What the pass that verified a restore learned about its bytes, to spare a pass.
+    facts: Option<Measured>,
+}
+
+/// Put the build placeholder back into a conda-managed file and verify it against the
+/// package's records, falling back to the package cache's copy, or to the file as it is.
+fn restore_placeholder(
+    env: &mut Material,
+    size: u64,
+    inline: bool,
+    r: &Restore,
+    report: &mut Report,
+) -> Result<Start> {
+    let mut start = Start {
+        mat: None,
+        current: r.env_prefix.clone(),
+        mode: Some(r.mode),
+        facts: None,
+    };
+    let restore = Step::Replace {
+        mode: r.mode,
+        old: r.env_prefix.clone(),
+        new: r.placeholder.clone(),
+    };
+    // A binary restore in memory changes the installed bytes in place (an undo log
+    // puts them back if the result is not the package's file); otherwise on a copy.
+    let in_place = r.mode == Mode::Binary && !r.verify_only;
+    let attempt = match in_place.then(|| try_restore_in_place(env, r)).flatten() {
+        Some(Ok(facts)) => Ok((env.clone(), facts)),
+        Some(Err(problem)) => Err(problem),
+        None => try_restore(env, size, restore, r),
+    };
+    match attempt {
+        // Unless the placeholder itself is in the file (a user's own File naming its
+        // build prefix): only the restored bytes relocate that.
+        Ok((restored, _))
+            if r.verify_only && env.measure(Probe::find(&r.placeholder))?.count == 0 =>
+        {
+            restored.recycle();
+            report.outcome = Some(Outcome::Verified)
+        }
+        Ok((restored, facts)) => {
+            start.mat = Some(restored);
+            start.facts = Some(facts);
+            start.current = r.placeholder.clone();
+            report.outcome = Some(Outcome::Restored);
+        }
+        Err(problem) => {
+            report.problem = Some(problem);
+            report.modified = match &r.sha256_in_prefix {
+                Some(h) => Some(env.measure(Probe::hash())?.sha256 != Some(*h)),
+                None => None,
+            };
+            let cached = match (&r.cache, report.modified) {
+                (Some(cache), Some(false) | None) => cached_copy(cache, r, inline)?,
+                _ => None,
+            };
+            if let Some(c) = cached {
+                start.mat = Some(c);
+                start.current = r.placeholder.clone();
+                report.outcome = Some(Outcome::Cached);
+            } else {
+                report.outcome = Some(Outcome::AsIs);
+            }
+        }
+    }
+    Ok(start)
+}
+
+/// `--dest-prefix`: rewrite `current` to `dest` (and shebangs); true if anything changed.
+fn relocate_to(
+    mat: &mut Material,
+    spec: &ContentSpec,
+    mode: Mode,
+    current: &[u8],
+    dest: &[u8],
+    report: &Report,
+) -> Result<bool> {
+    let mut changed = false;
+    // Unmanaged binaries are never patched: their strings may be length-prefixed.
+    if report.contains && (mode == Mode::Text || spec.restore.is_some()) {
+        mat.push(Step::Replace {
+            mode,
+            old: current.to_vec(),
+            new: dest.to_vec(),
+        })?;
+        changed = true;
+    }
+    if spec.shebang && mode == Mode::Text {
+        mat.push(Step::ShebangFix {
+            prefix: dest.to_vec(),
+        })?;
+        changed = true;
+    }
+    Ok(changed)
+}
+
+/// A text file whose shebang names the environment's interpreter: recorded for
+/// conda-unpack, and rewritten to `/usr/bin/env` when it is the file's only prefix (conda-pack
+/// 0.9.2's rule, so the archive works without conda-unpack once activated). True if the
+/// bytes changed.
+fn shebang_to_env(
+    mat: &mut Material,
+    current: &[u8],
+    found: &Measured,
+    report: &mut Report,
+) -> Result<bool> {
+    let Some(sb) = prefix::parse_shebang(&found.head) else {
+        return Ok(false);
+    };
+    let Some(exe) = sb.exe_in(current) else {
+        return Ok(false);
+    };
+    let rewritten = found.count == 1 && found.head_is_first_line;
+    report.shebang = Some(ShebangInfo {
+        exe: exe.to_vec(),
+        options: sb.options.to_vec(),
+        rewritten,
+    });
+    if !rewritten {
+        return Ok(false);
+    }
+    mat.push(Step::ShebangToEnv {
+        prefix: current.to_vec(),
+    })?;
+    report.contains = false;
+    Ok(true)
 }
 
 /// Restore the placeholder and check the result against the package's records. Also

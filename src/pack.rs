@@ -469,17 +469,7 @@ fn follow_link_in(
     }
     let st = fs::metadata(&real).at(&real)?;
     if st.is_file() {
-        let stamp = Stamp::of(&st);
-        return Ok(vec![Prepared::File {
-            meta: Meta {
-                path: e.target.clone(),
-                mode: host::mode(&st, &real),
-                mtime: host::mtime(&st),
-            },
-            body: copy_body(&real, &stamp)?,
-            inode: None,
-            unchanged: Some((real, stamp)),
-        }]);
+        return Ok(vec![copied_file(e.target.clone(), real, &st)?]);
     }
     // A directory: everything below it, links inside followed under the same rule.
     let mut out = Vec::new();
@@ -496,11 +486,7 @@ fn follow_link_in(
         if children.is_empty() {
             let st = fs::metadata(&dir).at(&dir)?;
             out.push(Prepared::Dir {
-                meta: Meta {
-                    path: target.clone(),
-                    mode: host::mode(&st, &dir),
-                    mtime: host::mtime(&st),
-                },
+                meta: meta_of(target.clone(), &st, &dir),
             });
         }
         for c in children.iter().rev() {
@@ -524,21 +510,31 @@ fn follow_link_in(
                 out.extend(follow_link_in(&child, &c.path(), opts, seen)?);
             } else {
                 let st = c.metadata().at(&c.path())?;
-                let stamp = Stamp::of(&st);
-                out.push(Prepared::File {
-                    meta: Meta {
-                        path: child.target,
-                        mode: host::mode(&st, &c.path()),
-                        mtime: host::mtime(&st),
-                    },
-                    body: copy_body(&c.path(), &stamp)?,
-                    inode: None,
-                    unchanged: Some((c.path(), stamp)),
-                });
+                out.push(copied_file(child.target, c.path(), &st)?);
             }
         }
     }
     Ok(out)
+}
+
+/// An entry's metadata taken from the file at `at` (mode and time as the host keeps them).
+fn meta_of(path: Vec<u8>, st: &fs::Metadata, at: &Path) -> Meta {
+    Meta {
+        path,
+        mode: host::mode(st, at),
+        mtime: host::mtime(st),
+    }
+}
+
+/// The regular file at `real`, stored under `target` as a copy checked for change.
+fn copied_file(target: Vec<u8>, real: PathBuf, st: &fs::Metadata) -> Result<Prepared> {
+    let stamp = Stamp::of(st);
+    Ok(Prepared::File {
+        meta: meta_of(target, st, &real),
+        body: copy_body(&real, &stamp)?,
+        inode: None,
+        unchanged: Some((real, stamp)),
+    })
 }
 
 /// Why the file a link points to is packed instead of the link, and what else to do.

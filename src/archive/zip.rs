@@ -304,20 +304,38 @@ fn write_zip(
         }
     }
     let cd_start = offset;
-    let mut central = central.into_inner().map_err(|e| e.into_error())?;
-    central.rewind()?;
-    if io::copy(&mut central, &mut out)? != cd_size {
-        return Err(io::Error::other(
-            "zip: the spilled central directory came back short",
-        ));
-    }
-    drop(central);
+    append_spilled(central, &mut out, cd_size)?;
     offset += cd_size;
     let count = entries.len() as u64;
     let needs64 = count >= 0xFFFF || cd_start > U32_MAX || cd_size > U32_MAX;
     need64(needs64)?;
-    if needs64 {
-        let mut r = Vec::new();
+    out.write_all(&end_records(count, cd_start, cd_size, offset, needs64))?;
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    patch_local_headers(&file, &entries)
+}
+
+/// Copy the central directory, spilled to a temporary file while entries were written,
+/// after them.
+fn append_spilled(
+    central: BufWriter<File>,
+    out: &mut BufWriter<File>,
+    cd_size: u64,
+) -> io::Result<()> {
+    let mut central = central.into_inner().map_err(|e| e.into_error())?;
+    central.rewind()?;
+    if io::copy(&mut central, out)? != cd_size {
+        return Err(io::Error::other(
+            "zip: the spilled central directory came back short",
+        ));
+    }
+    Ok(())
+}
+
+/// The records after the central directory: ZIP64's end record and locator when
+/// `zip64` (found at `end_at`), then the classic end record, its fields saturated.
+fn end_records(count: u64, cd_start: u64, cd_size: u64, end_at: u64, zip64: bool) -> Vec<u8> {
+    let mut r = Vec::new();
+    if zip64 {
         r.extend_from_slice(&0x0606_4b50u32.to_le_bytes());
         r.extend_from_slice(&44u64.to_le_bytes());
         r.extend_from_slice(&(3u16 << 8 | 45).to_le_bytes());
@@ -330,38 +348,38 @@ fn write_zip(
         r.extend_from_slice(&cd_start.to_le_bytes());
         r.extend_from_slice(&0x0706_4b50u32.to_le_bytes());
         r.extend_from_slice(&0u32.to_le_bytes());
-        r.extend_from_slice(&offset.to_le_bytes());
+        r.extend_from_slice(&end_at.to_le_bytes());
         r.extend_from_slice(&1u32.to_le_bytes());
-        out.write_all(&r)?;
     }
-    let mut e = Vec::new();
-    e.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
-    e.extend_from_slice(&0u16.to_le_bytes());
-    e.extend_from_slice(&0u16.to_le_bytes());
-    e.extend_from_slice(&(count.min(0xFFFF) as u16).to_le_bytes());
-    e.extend_from_slice(&(count.min(0xFFFF) as u16).to_le_bytes());
-    e.extend_from_slice(&(cd_size.min(U32_MAX) as u32).to_le_bytes());
-    e.extend_from_slice(&(cd_start.min(U32_MAX) as u32).to_le_bytes());
-    e.extend_from_slice(&0u16.to_le_bytes());
-    out.write_all(&e)?;
-    let file = out.into_inner().map_err(|e| e.into_error())?;
-    // Fill in each local header's CRC and sizes now that they are known.
-    for c in &entries {
+    r.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+    r.extend_from_slice(&0u16.to_le_bytes());
+    r.extend_from_slice(&0u16.to_le_bytes());
+    r.extend_from_slice(&(count.min(0xFFFF) as u16).to_le_bytes());
+    r.extend_from_slice(&(count.min(0xFFFF) as u16).to_le_bytes());
+    r.extend_from_slice(&(cd_size.min(U32_MAX) as u32).to_le_bytes());
+    r.extend_from_slice(&(cd_start.min(U32_MAX) as u32).to_le_bytes());
+    r.extend_from_slice(&0u16.to_le_bytes());
+    r
+}
+
+/// Fill in each local header's CRC and sizes, known only once its data is written.
+fn patch_local_headers(file: &File, entries: &[Patch]) -> io::Result<()> {
+    for c in entries {
         let mut patch = Vec::with_capacity(12);
         patch.extend_from_slice(&c.crc.to_le_bytes());
         if c.zip64_local {
             patch.extend_from_slice(&U32_MAX.to_le_bytes()[..4]);
             patch.extend_from_slice(&U32_MAX.to_le_bytes()[..4]);
-            crate::host::write_all_at(&file, &patch, c.offset + 14)?;
+            crate::host::write_all_at(file, &patch, c.offset + 14)?;
             let mut ext = Vec::with_capacity(16);
             ext.extend_from_slice(&c.usize.to_le_bytes());
             ext.extend_from_slice(&c.csize.to_le_bytes());
             let extra_at = c.offset + 30 + c.name_len as u64 + 4;
-            crate::host::write_all_at(&file, &ext, extra_at)?;
+            crate::host::write_all_at(file, &ext, extra_at)?;
         } else {
             patch.extend_from_slice(&(c.csize as u32).to_le_bytes());
             patch.extend_from_slice(&(c.usize as u32).to_le_bytes());
-            crate::host::write_all_at(&file, &patch, c.offset + 14)?;
+            crate::host::write_all_at(file, &patch, c.offset + 14)?;
         }
     }
     Ok(())
