@@ -31,6 +31,9 @@ __all__ = [
     "OUTCOME_CACHED",
     "OUTCOME_AS_IS",
     "CONTENT_CONDA_META",
+    "Unpacker",
+    "relocate_tree",
+    "relocate_bytes",
 ]
 
 # Values shared with the core, defined there once.
@@ -164,12 +167,13 @@ class ArchiveWriter:
 
 # -- unpacking (Linux and macOS) --------------------------------------------------------------
 #: A job: (member path, placeholders, "text" | "binary" | None, (interpreter, options) | None).
-Job = tuple[bytes, list[bytes], str | None, tuple[bytes, bytes] | None]
+_Job = tuple[bytes, list[bytes], str | None, tuple[bytes, bytes] | None]
 
+@final
 class Unpacker:
     """An archive to unpack; its format is read from its bytes."""
 
-    def __init__(self, path: _Path) -> None: ...
+    def __new__(cls, path: _Path) -> Unpacker: ...
     @property
     def format(self) -> str: ...
     @property
@@ -183,7 +187,7 @@ class Unpacker:
     def extract(
         self,
         root: _Path,
-        jobs: list[Job],
+        jobs: list[_Job],
         target: bytes,
         threads: int,
         progress: Callable[[int, int], None] | None = None,
@@ -191,7 +195,7 @@ class Unpacker:
         """Unpack into the empty directory ``root``, relocating the files ``jobs`` name for
         ``target``; returns (files, relocated, conda-unpack scripts met)."""
 
-def relocate_tree(root: _Path, jobs: list[Job], target: bytes, threads: int) -> int: ...
+def relocate_tree(root: _Path, jobs: list[_Job], target: bytes, threads: int) -> int: ...
 def relocate_bytes(
     data: bytes,
     olds: list[bytes],
