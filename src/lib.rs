@@ -8,6 +8,7 @@ pub mod content;
 pub mod error;
 pub mod host;
 pub mod index;
+pub mod le;
 pub mod memory;
 pub mod meta;
 pub mod ordered;
@@ -26,7 +27,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -346,6 +347,24 @@ struct ArchiveWriter {
     cancel: Cancel,
 }
 
+/// Tell the caller's progress callback, if any, the files and bytes done so far.
+fn report_progress(
+    py: Python<'_>,
+    progress: &Option<Py<PyAny>>,
+    files: &AtomicU64,
+    bytes: &AtomicU64,
+) -> PyResult<()> {
+    match progress {
+        Some(cb) => cb
+            .call1(
+                py,
+                (files.load(Ordering::Relaxed), bytes.load(Ordering::Relaxed)),
+            )
+            .map(|_| ()),
+        None => Ok(()),
+    }
+}
+
 /// Run `work` on a thread of its own with the GIL released, and meanwhile, about ten
 /// times a second and until it returns, check for Ctrl-C and call `poll`. A pending signal
 /// or a failing `poll` cancels the archive; its error is returned with the work's result
@@ -501,20 +520,8 @@ impl ArchiveWriter {
             .lock()
             .map_err(|_| PyValueError::new_err("writer poisoned"))?;
         let packer: &mut Packer = &mut guard;
-        let report = |py: Python<'_>| -> PyResult<()> {
-            match &progress {
-                Some(cb) => cb
-                    .call1(
-                        py,
-                        (
-                            counters.files.load(Ordering::Relaxed),
-                            counters.bytes.load(Ordering::Relaxed),
-                        ),
-                    )
-                    .map(|_| ()),
-                None => Ok(()),
-            }
-        };
+        let report =
+            |py: Python<'_>| report_progress(py, &progress, &counters.files, &counters.bytes);
         let (interrupt, result) = interruptible(py, &self.cancel, report, || {
             packer.write(&entries, &counters)
         });
@@ -718,20 +725,8 @@ impl Unpacker {
         };
         let counters = std::sync::Arc::new(unpack::Counters::default());
         let cancel = Cancel::default();
-        let report = |py: Python<'_>| -> PyResult<()> {
-            match &progress {
-                Some(cb) => cb
-                    .call1(
-                        py,
-                        (
-                            counters.files.load(Ordering::Relaxed),
-                            counters.bytes.load(Ordering::Relaxed),
-                        ),
-                    )
-                    .map(|_| ()),
-                None => Ok(()),
-            }
-        };
+        let report =
+            |py: Python<'_>| report_progress(py, &progress, &counters.files, &counters.bytes);
         let (interrupt, result) = interruptible(py, &cancel, report, || {
             unpack::unpack(&self.archive, plan, &cancel, &counters)
         });

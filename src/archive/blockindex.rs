@@ -24,6 +24,8 @@
 //! end the file, so a reader finds the index from the end of the file alone, and the data
 //! member from the index (an installer puts a script before it).
 
+use crate::le::{u16_at, u32_at, u64_at};
+
 use std::io;
 
 /// The bytes that end every index member: an empty final block, CRC 0, size 0.
@@ -165,18 +167,6 @@ impl BlockIndex {
         }
         Ok(member_at.map(|at| (index, at)))
     }
-}
-
-fn u16_at(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
 
 /// Longest index member: what a reader must read from the end of a file to find one.

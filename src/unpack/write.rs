@@ -584,14 +584,7 @@ impl Extractor {
         size: u64,
         read: &mut dyn FnMut(&mut [u8]) -> io::Result<usize>,
     ) -> Result<()> {
-        let path = self.place(raw)?;
-        if path.is_empty() {
-            return Err(refuse(raw, "a file in place of the destination directory"));
-        }
-        self.claim(&path, Node::File)?;
-        self.parent_fd(&path)?;
-        let job = self.jobs.get(&path).cloned();
-        self.files += 1;
+        let (path, job) = self.begin_file(raw)?;
         let script = is_unpack_script(&path) && size <= MAX_SCRIPT;
         if size > INLINE && !script {
             return self
@@ -618,12 +611,9 @@ impl Extractor {
         })
     }
 
-    /// A file whose bytes a writer produces itself (`task` creates it).
-    pub fn file_task(
-        &mut self,
-        raw: &[u8],
-        task: impl FnOnce(&mut Writer, &[u8], Option<&Job>) -> Result<()> + Send + 'static,
-    ) -> Result<()> {
+    /// A file member's place in the tree, claimed, its directory open, and its
+    /// relocation job if it has one.
+    fn begin_file(&mut self, raw: &[u8]) -> Result<(Vec<u8>, Option<Arc<Job>>)> {
         let path = self.place(raw)?;
         if path.is_empty() {
             return Err(refuse(raw, "a file in place of the destination directory"));
@@ -632,6 +622,16 @@ impl Extractor {
         self.parent_fd(&path)?;
         let job = self.jobs.get(&path).cloned();
         self.files += 1;
+        Ok((path, job))
+    }
+
+    /// A file whose bytes a writer produces itself (`task` creates it).
+    pub fn file_task(
+        &mut self,
+        raw: &[u8],
+        task: impl FnOnce(&mut Writer, &[u8], Option<&Job>) -> Result<()> + Send + 'static,
+    ) -> Result<()> {
+        let (path, job) = self.begin_file(raw)?;
         self.send(Work::Task(Box::new(move |w| {
             task(w, &path, job.as_deref())
         })))

@@ -2,6 +2,8 @@
 //! stored or deflated, checked against its CRC. Entries are independent, so each is
 //! inflated by whichever writer thread takes it.
 
+use crate::le::{u16_at, u32_at, u64_at};
+
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
@@ -29,18 +31,6 @@ fn bad(what: &str) -> io::Error {
         io::ErrorKind::InvalidData,
         format!("not a valid zip archive: {what}"),
     )
-}
-
-fn u16_at(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
 
 /// Every entry of the central directory, in its order.
