@@ -41,8 +41,8 @@ LAYERS = [
     ["files"],
     ["env"],
     ["plan"],
-    ["unpack"],
-    ["windows"],
+    ["unpack", "unpacking"],
+    ["windows", "installer"],
     ["packing"],
     ["core", "cli", "conda_plugin", "__main__", ""],
 ]

@@ -14,6 +14,9 @@ export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=wine
 # A wine prefix of our own (made on first use), quiet, and no Mono/Gecko install prompts.
 export WINEPREFIX="$PWD/target/wine" WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
 mkdir -p "$WINEPREFIX"
+# The Windows standard library and dependencies take ~8 minutes to build from cold: kept
+# outside the checkout (as the test bed's CPython is), so a fresh clone in CI reuses them.
+export CARGO_TARGET_DIR="${CONDA_PACK_WINDOWS_TARGET:-$HOME/.cache/conda-pack-rs/windows-target}"
 flags=(-Zbuild-std --target "$TARGET")
 
 # The extension as Windows loads it (links python3.dll by name; pyo3 needs no import

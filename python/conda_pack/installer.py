@@ -14,6 +14,7 @@ import os
 import shutil
 
 from ._version import __version__
+from .unpacking import script_data
 
 #: The payload starts at a multiple of this.
 ALIGN = 512
@@ -156,8 +157,6 @@ def header(room: int, relocate: bool) -> bytes:
 
 def needs(script: bytes | None) -> tuple[int, bool]:
     """``(room, relocate)`` from the archive's conda-unpack (None: it has none)."""
-    from .unpacking import script_data
-
     data = script_data(script.decode("utf-8", "surrogateescape")) if script else None
     if not data:
         return 0, False

@@ -19,7 +19,9 @@ import shutil
 import sys
 import tempfile
 
+from . import _core
 from .errors import CondaPackException
+from .progress import ProgressBar
 
 #: conda-unpack's state file (see ``STATE_FILE`` in unpack/conda_unpack.py).
 STATE_FILE = "conda-meta/.conda-unpack-prefix"
@@ -159,9 +161,6 @@ def _umask() -> int:
 def unpack(archive: str, dest: str, verbose: bool = True, n_threads: int | None = None) -> dict:
     """Extract ``archive`` into ``dest`` (new, or an empty directory) and relocate the
     environment in it for ``dest``. Returns what was done (for messages and tests)."""
-    from . import _core
-    from .progress import ProgressBar
-
     if not os.path.isfile(archive):
         raise CondaPackException("%s: no such archive" % archive)
     if _is_squashfs(archive):
