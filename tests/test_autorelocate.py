@@ -130,6 +130,18 @@ def test_sixteen_processes_starting_at_once_relocate_once(case, tmp_path):
     assert ours(content(root)) == case.new
 
 
+def test_conda_unpack_run_by_a_python_with_site_relocates_once(case):
+    """``python bin/conda-unpack`` (and Windows' launcher) start Python with site-packages:
+    the hook leaves the relocation to the conda-unpack being started."""
+    root = case.fresh()
+    env = dict(os.environ, CONDA_UNPACK_VERBOSE="1")
+    proc = run_proc([root / "bin" / "python", root / "bin" / "conda-unpack"], env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "conda-unpack: relocated" not in proc.stderr  # the hook did not run it first
+    assert (root / STATE).read_text() == "%s\n" % root
+    assert ours(content(root)) == case.new
+
+
 @pytest.mark.parametrize(
     "syscall,when", [("pwrite64", 1), ("pwrite64", 3), ("pwrite64", 12), ("renameat", 2)]
 )

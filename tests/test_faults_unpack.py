@@ -11,6 +11,7 @@ import errno
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,16 +32,19 @@ from tests.faults import (
 from tests.helpers import LONG_SUFFIX, conda_pack, extract, run, start_for_ctrl_c
 
 STATE = "conda-meta/.conda-unpack-prefix"
+# One worker, whose undo records cover two files each: the small env's five files then
+# take three records, so that faults can land between and inside batches.
+ONE_BY_TWO = ("--workers", "1", "--batch-files", "2")
 
 
 class Case:
     """An archive, the path its environment is relocated to in a test, and what every file
     holds after one uninterrupted conda-unpack there (the reference, computed once)."""
 
-    def __init__(self, env: Path, top: Path) -> None:
+    def __init__(self, env: Path, top: Path, where: Path | None = None) -> None:
         self.archive = top / "env.tar"
         conda_pack("-p", env, "-o", self.archive, "-q")
-        self.where = top / LONG_SUFFIX / "env"
+        self.where = where or top / LONG_SUFFIX / "env"
         root = self.fresh()
         self.old = content(root)
         run([root / "bin" / "conda-unpack"])
@@ -67,6 +71,19 @@ class Case:
 def small(nopython_env, tmp_path_factory) -> Case:
     """No Python in it (conda-unpack runs on the system's): quick to extract many times."""
     return Case(nopython_env, tmp_path_factory.mktemp("small"))
+
+
+@pytest.fixture(scope="module")
+def short(nopython_env, tmp_path_factory):
+    """Relocated to a path shorter than the one packed: text files shrink (a write, then a
+    truncate) and C strings are padded."""
+    top = Path(tempfile.mkdtemp(prefix="cu", dir="/tmp"))
+    try:
+        case = Case(nopython_env, tmp_path_factory.mktemp("short"), top / "e")
+        assert len(str(case.where)) < len(str(nopython_env))
+        yield case
+    finally:
+        shutil.rmtree(top)
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +141,7 @@ def test_hard_link_clone_is_relocated_without_touching_the_original(full, tmp_pa
 )
 def test_a_failed_write_leaves_every_file_whole_and_a_rerun_finishes(small, syscall, error, when):
     root = small.fresh()
-    proc = run_proc(injected(unpack_cmd(root, "--workers", "1"), syscall, when, error=error))
+    proc = run_proc(injected(unpack_cmd(root, *ONE_BY_TWO), syscall, when, error=error))
     assert proc.returncode == 1, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("conda-unpack: "), proc.stderr
@@ -193,7 +210,7 @@ def test_full_disk_leaves_every_file_whole_and_a_rerun_finishes(small, tmp_path)
 )
 def test_killed_then_moved_is_finished_from_the_new_path(small, tmp_path, syscall, when):
     first = small.fresh(tmp_path / "first" / "env")
-    cmd = injected(unpack_cmd(first, "--workers", "1"), syscall, when, signal="SIGKILL")
+    cmd = injected(unpack_cmd(first, *ONE_BY_TWO), syscall, when, signal="SIGKILL")
     proc = run_proc(cmd)
     assert proc.returncode in (-9, 137), (proc.returncode, proc.stderr)
     if small.where.exists():
@@ -201,6 +218,25 @@ def test_killed_then_moved_is_finished_from_the_new_path(small, tmp_path, syscal
     first.rename(small.where)
     run(unpack_cmd(small.where))
     small.assert_relocated(small.where)
+
+
+@pytest.mark.parametrize(
+    "syscall,when",
+    [
+        ("ftruncate", 1),  # a text file holds its new bytes and the end of its old ones
+        ("ftruncate", 2),
+        ("ftruncate", 3),
+        ("pwrite64", 3),  # within and between batches, binaries half patched
+        ("pwrite64", 4),
+        ("pwrite64", 5),
+    ],
+)
+def test_killed_while_files_shrink_is_finished_by_the_next_run(short, syscall, when):
+    root = short.fresh()
+    proc = run_proc(injected(unpack_cmd(root, *ONE_BY_TWO), syscall, when, signal="SIGKILL"))
+    assert proc.returncode in (-9, 137), (proc.returncode, proc.stderr)
+    run(unpack_cmd(root))
+    short.assert_relocated(root)
 
 
 def test_killed_then_moved_in_a_python_environment(full, tmp_path):
@@ -217,9 +253,9 @@ def test_killed_then_moved_in_a_python_environment(full, tmp_path):
 def test_killed_twice_even_while_finishing_the_first_run(small):
     """The second run is killed while it puts back what the first was writing."""
     root = small.fresh()
-    run_proc(injected(unpack_cmd(root, "--workers", "1"), "pwrite64", 4, signal="SIGKILL"))
+    run_proc(injected(unpack_cmd(root, *ONE_BY_TWO), "pwrite64", 4, signal="SIGKILL"))
     assert (root / STATE).read_text().startswith("# conda-unpack: unfinished")
-    run_proc(injected(unpack_cmd(root, "--workers", "1"), "pwrite64", 1, signal="SIGKILL"))
+    run_proc(injected(unpack_cmd(root, *ONE_BY_TWO), "pwrite64", 1, signal="SIGKILL"))
     run(unpack_cmd(root))
     small.assert_relocated(root)
 

@@ -14,8 +14,9 @@ What it promises, and how:
   costs 1-2 ms on ext4 (rename-over flushes the data), too much for the ten thousand text
   files of a large environment. So a file is rewritten in place only after the bytes the
   write will replace are saved in an undo journal (``conda-meta/.conda-unpack-journal.N``,
-  one record per worker, always at offset 0); a run that died mid-write leaves that
-  record, and the next run puts the bytes back before it starts. Files that cannot be
+  one per worker; a record covers a batch of files and is always written at offset 0); a
+  run that died mid-write leaves that record, and the next run puts the bytes back before
+  it starts. Files that cannot be
   written in place (a second hard link, a running program or loaded library, no write
   permission, more than a megabyte) are replaced by rename instead, never written
   through.
@@ -37,12 +38,54 @@ core's exactly (``replace_cstrings``, ``replace_text``, ``format_shebang``).
 """
 
 import errno
-import json
 import os
 import stat
 import struct
 import sys
 import time
+
+
+def _json_loads():
+    """``json.loads`` without importing ``json``, whose imports (``re``, ``enum``, ...)
+    take longer than decoding a large environment's records: CPython's own C scanner,
+    where there is one."""
+    try:
+        from _json import make_scanner
+    except ImportError:
+        import json
+
+        return json.loads
+
+    class Options:
+        strict = True
+        object_hook = None
+        object_pairs_hook = None
+        parse_float = float
+        parse_int = int
+        parse_constant = float
+        memo = {}
+
+    scan = make_scanner(Options())
+
+    def loads(text):
+        try:
+            value, end = scan(text, 0)
+            if end == len(text):
+                return value
+        except Exception:
+            pass
+        import json
+
+        return json.loads(text)
+
+    return loads
+
+
+class json:
+    """What the records line below calls (``json.loads``, as in every archive so far)."""
+
+    loads = staticmethod(_json_loads())
+
 
 # The next two assignments are filled in at pack time (the markers must stay above them):
 # the version, and the placeholders, prefix records, shebang records and target platform.
@@ -735,15 +778,22 @@ def _keeps_mtime(path):
 
 
 # --- the undo journal -------------------------------------------------------------------------
-# A record: magic, sequence number, path, the file's size before the write, the pieces the
-# write replaces (offset, bytes), then the magic and sequence number again. It is written at
-# offset 0 of the worker's journal, over the one before, and is valid only whole: a record
-# cut short by a kill keeps the old trailer, whose number differs. Writes of one file are
-# made only after its record is written, so a torn file always has a valid record.
-_JOURNAL_HEAD = struct.Struct("<4sQIQI")
+# A record: magic, sequence number, file count; per file its path, its size before the
+# writes and the pieces they replace (offset, bytes); then the magic and sequence number
+# again. It is written at offset 0 of the worker's journal, over the one before, and is
+# valid only whole: a record cut short by a kill keeps the old trailer, whose number
+# differs. It covers a batch of files, written only after it: a torn file always has a
+# valid record, and putting back a file of the batch that was not yet written, or was
+# written whole, leaves it old, which the state allows.
+_JOURNAL_HEAD = struct.Struct("<4sQI")
+_JOURNAL_FILE = struct.Struct("<IQI")
 _JOURNAL_PIECE = struct.Struct("<QQ")
 _JOURNAL_TAIL = struct.Struct("<4sQ")
-_JOURNAL_MAGIC = b"CUJ1"
+_JOURNAL_MAGIC = b"CUJ2"
+# A batch ends at this many files or undo bytes, whichever comes first: one record (one
+# system call) for many files, and a bounded amount of file contents held meanwhile.
+BATCH_FILES = 64
+BATCH_BYTES = 4 << 20
 
 
 class _Journal:
@@ -753,24 +803,29 @@ class _Journal:
         self.fd = None
         self.seq = struct.unpack("<Q", os.urandom(8))[0] >> 1
 
-    def record(self, path, size, pieces):
+    def record(self, files):
+        """Save ``(path, size, pieces)`` for each file about to be written."""
         if self.fd is None:
             _unlink(self.tree, "conda-meta", self.name)
             self.fd = _open_in(self.tree, "conda-meta", self.name, _CREATE, 0o600)
         self.seq += 1
-        rel = path.encode("utf-8", "surrogateescape")
-        parts = [_JOURNAL_HEAD.pack(_JOURNAL_MAGIC, self.seq, len(rel), size, len(pieces)), rel]
-        for off, data in pieces:
-            parts.append(_JOURNAL_PIECE.pack(off, len(data)))
-            parts.append(data)
+        parts = [_JOURNAL_HEAD.pack(_JOURNAL_MAGIC, self.seq, len(files))]
+        total = _JOURNAL_HEAD.size + _JOURNAL_TAIL.size
+        for path, size, pieces in files:
+            rel = path.encode("utf-8", "surrogateescape")
+            parts.append(_JOURNAL_FILE.pack(len(rel), size, len(pieces)))
+            parts.append(rel)
+            total += _JOURNAL_FILE.size + len(rel)
+            for off, data in pieces:
+                parts.append(_JOURNAL_PIECE.pack(off, len(data)))
+                parts.append(data)
+                total += _JOURNAL_PIECE.size + len(data)
         parts.append(_JOURNAL_TAIL.pack(_JOURNAL_MAGIC, self.seq))
-        if hasattr(os, "pwritev"):  # no copy of the file's bytes to join them
+        done = 0
+        if hasattr(os, "pwritev") and len(parts) <= 1024:  # no copy of the files' bytes
             done = os.pwritev(self.fd, parts, 0)
-            total = sum(len(p) for p in parts)
-            if done < total:
-                _pwrite_all(self.fd, b"".join(parts)[done:], done)
-        else:
-            _pwrite_all(self.fd, b"".join(parts), 0)
+        if done < total:
+            _pwrite_all(self.fd, b"".join(parts)[done:], done)
 
     def close(self):
         if self.fd is not None:
@@ -779,26 +834,31 @@ class _Journal:
 
 
 def _parse_journal(data):
-    """``(path, size, pieces)`` of the record at the start of ``data``, or None."""
+    """``[(path, size, pieces), ...]`` of the record at the start of ``data``, or None."""
     try:
-        magic, seq, n, size, count = _JOURNAL_HEAD.unpack_from(data, 0)
+        magic, seq, count = _JOURNAL_HEAD.unpack_from(data, 0)
         if magic != _JOURNAL_MAGIC:
             return None
         at = _JOURNAL_HEAD.size
-        path = data[at : at + n].decode("utf-8", "surrogateescape")
-        at += n
-        pieces = []
+        files = []
         for _ in range(count):
-            off, length = _JOURNAL_PIECE.unpack_from(data, at)
-            at += _JOURNAL_PIECE.size
-            if at + length > len(data):
-                return None
-            pieces.append((off, data[at : at + length]))
-            at += length
+            n, size, npieces = _JOURNAL_FILE.unpack_from(data, at)
+            at += _JOURNAL_FILE.size
+            path = data[at : at + n].decode("utf-8", "surrogateescape")
+            at += n
+            pieces = []
+            for _ in range(npieces):
+                off, length = _JOURNAL_PIECE.unpack_from(data, at)
+                at += _JOURNAL_PIECE.size
+                if at + length > len(data):
+                    return None
+                pieces.append((off, data[at : at + length]))
+                at += length
+            files.append((path, size, pieces))
         tail = _JOURNAL_TAIL.unpack_from(data, at)
     except (struct.error, UnicodeDecodeError):
         return None
-    return (path, size, pieces) if tail == (_JOURNAL_MAGIC, seq) else None
+    return files if tail == (_JOURNAL_MAGIC, seq) else None
 
 
 def _undo(tree, path, size, pieces):
@@ -831,8 +891,8 @@ def _recover(tree, dirs):
                 record = _parse_journal(_read_all(fd, 1 << 16))
             finally:
                 os.close(fd)
-            if record is not None:
-                _undo(tree, *record)
+            for path, size, pieces in record or ():
+                _undo(tree, path, size, pieces)
             _unlink(tree, "conda-meta", name)
         elif _is_temp_name(name):
             _unlink(tree, "conda-meta", name)
@@ -1155,11 +1215,11 @@ def _jobs():
     jobs = {}
     placeholders = [os.fsencode(p) for p in _DATA["placeholders"]]
     for row in _DATA["prefix"]:
-        path, ph, mode = row[0], placeholders[row[1]], row[2]
+        path, ph = row[0], placeholders[row[1]]
         offsets = tuple(row[3]) if len(row) > 3 else ()
         job = jobs.get(path)
         if job is None:
-            jobs[path] = Job(path, (ph,), mode, len(ph), None, offsets)
+            jobs[path] = Job(path, (ph,), row[2], len(ph), None, offsets)
         else:
             job.placeholders += (ph,)
             job.room = min(job.room, len(ph))
@@ -1237,8 +1297,9 @@ class _Relocation:
             new = fix_shebang(new, self.target, job.shebang[0], job.shebang[1])
         return new
 
-    def rewrite(self, job):
-        """Relocate one file; True if it changed."""
+    def rewrite(self, job, batch):
+        """Relocate one file; True if it changes. A file written where it is joins
+        ``batch`` (its descriptor with it), and is written when the batch is."""
         d, name = self.tree.parent(job.path)
         if name is None:
             return False  # not reachable without following a link: never followed
@@ -1253,56 +1314,102 @@ class _Relocation:
             in_place = writable and st.st_nlink == 1 and (st.st_dev, st.st_ino) not in self.mapped
             binary = job.mode == "binary" and job.offsets and job.shebang is None
             if in_place and binary and not ON_WINDOWS:
-                done = self._patch(fd, st, job)
-                if done is not None:
-                    return done
+                patches = _cstring_patches(
+                    lambda n, off: _pread(fd, n, off),
+                    job.offsets,
+                    self.olds(job.placeholders),
+                    self.target,
+                )
+                if patches is not None:
+                    if not patches:
+                        return False
+                    undo = [(off, old) for off, old, _ in patches]
+                    writes = [(off, new) for off, _, new in patches]
+                    batch.add(_Write(job, fd, st, undo, writes, st.st_size, st.st_size, True))
+                    fd = None
+                    return True
             data = _read_all(fd, st.st_size)
             new = self.relocated(data, job)
             if new == data:
                 return False
             keep = _keeps_mtime(job.path)
             if in_place and max(len(data), len(new)) <= IN_PLACE_LIMIT:
-                self._overwrite(fd, st, job.path, data, new, keep)
+                batch.add(_Write(job, fd, st, [(0, data)], [(0, new)], len(data), len(new), keep))
+                fd = None
                 return True
         finally:
-            os.close(fd)
+            if fd is not None:
+                os.close(fd)
         _write_new(d, name, new, st, keep)
         return True
 
-    def _patch(self, fd, st, job):
-        """Rewrite only the C strings packing found, inside the file: a binary keeps its
-        length and every string its offset, so a few small writes do what rewriting the
-        whole file would. None: the file must be looked at whole instead."""
-        patches = _cstring_patches(
-            lambda n, off: _pread(fd, n, off),
-            job.offsets,
-            self.olds(job.placeholders),
-            self.target,
-        )
-        if patches is None:
-            return None
-        if not patches:
-            return False
-        self.journal.record(job.path, st.st_size, [(off, old) for off, old, _ in patches])
-        try:
-            for off, _, new in patches:
-                _pwrite_all(fd, new, off)
-        except BaseException:
-            _restore(fd, [(off, old) for off, old, _ in patches], st.st_size)
-            raise
-        _set_times(fd, st, True)
-        return True
 
-    def _overwrite(self, fd, st, path, data, new, keep_mtime):
-        self.journal.record(path, len(data), [(0, data)])
+class _Write:
+    """A file to write where it is: its descriptor, the bytes the writes replace, the
+    writes, its size before and after."""
+
+    __slots__ = ("job", "fd", "st", "undo", "writes", "size", "new_size", "keep")
+
+    def __init__(self, job, fd, st, undo, writes, size, new_size, keep):
+        self.job = job
+        self.fd = fd
+        self.st = st
+        self.undo = undo
+        self.writes = writes
+        self.size = size
+        self.new_size = new_size
+        self.keep = keep
+
+
+class _Batch:
+    """In-place writes waiting for their journal record."""
+
+    def __init__(self, journal):
+        self.journal = journal
+        self.pending = []
+        self.bytes = 0
+
+    def add(self, write):
+        self.pending.append(write)
+        for _, old in write.undo:
+            self.bytes += len(old)
+
+    def full(self):
+        return len(self.pending) >= BATCH_FILES or self.bytes >= BATCH_BYTES
+
+    def write(self):
+        """Journal the batch, then write its files. On an error: ``(path, error)``, the
+        file being written put back whole; else None."""
+        pending, self.pending, self.bytes = self.pending, [], 0
         try:
-            _pwrite_all(fd, new, 0)
-            if len(new) < len(data):
-                os.ftruncate(fd, len(new))
-        except BaseException:
-            _restore(fd, [(0, data)], len(data))
-            raise
-        _set_times(fd, st, keep_mtime)
+            if not pending:
+                return None
+            try:
+                self.journal.record([(w.job.path, w.size, w.undo) for w in pending])
+            except OSError as e:
+                return "conda-meta/" + self.journal.name, e
+            for w in pending:
+                try:
+                    for off, new in w.writes:
+                        _pwrite_all(w.fd, new, off)
+                    if w.new_size < w.size:
+                        os.ftruncate(w.fd, w.new_size)
+                except BaseException as e:
+                    _restore(w.fd, w.undo, w.size)
+                    if isinstance(e, OSError):
+                        return w.job.path, e
+                    raise
+                _set_times(w.fd, w.st, w.keep)
+            return None
+        finally:
+            for w in pending:
+                os.close(w.fd)
+
+    def drop(self):
+        """Forget the writes not made (a stop): the files stay as they are."""
+        for w in self.pending:
+            os.close(w.fd)
+        self.pending, self.bytes = [], 0
 
 
 def _open_file(d, name, path):
@@ -1379,22 +1486,34 @@ def _message(job, e):
     return _os_message(e, job.path)
 
 
-def _work(jobs, rewrite, report, stop):
+def _work(jobs, relocation, report, stop):
     """Rewrite ``jobs`` in order; report(files done, files changed) after every run of
     files. Returns an error message for the first file that cannot be moved, else None."""
     changed = 0
-    for i, job in enumerate(jobs):
-        if stop():
-            return None
-        try:
-            changed += rewrite(job)
-        except (NoRoom, Failure, OSError) as e:
-            return _message(job, e)
-        if i % 64 == 63:
-            report(64, changed)
-            changed = 0
-    report(len(jobs) % 64, changed)
-    return None
+    batch = _Batch(relocation.journal)
+    try:
+        for i, job in enumerate(jobs):
+            if stop():
+                return None
+            try:
+                changed += relocation.rewrite(job, batch)
+            except (NoRoom, Failure, OSError) as e:
+                failed = batch.write()
+                return _os_message(failed[1], failed[0]) if failed else _message(job, e)
+            if batch.full():
+                failed = batch.write()
+                if failed:
+                    return _os_message(failed[1], failed[0])
+            if i % 64 == 63:
+                report(64, changed)
+                changed = 0
+        failed = batch.write()
+        if failed:
+            return _os_message(failed[1], failed[0])
+        report(len(jobs) % 64, changed)
+        return None
+    finally:
+        batch.drop()
 
 
 def _cores():
@@ -1412,7 +1531,7 @@ def _serial(jobs, relocation, progress):
         progress.add(done)
 
     try:
-        error = _work(jobs, relocation.rewrite, report, lambda: False)
+        error = _work(jobs, relocation, report, lambda: False)
     finally:
         relocation.journal.close()
     if error:
@@ -1431,7 +1550,7 @@ def _child(jobs, relocation, out):
     try:
         error = _work(
             jobs,
-            relocation.rewrite,
+            relocation,
             lambda d, n: os.write(out, b"%d %d\n" % (d, n)),
             lambda: stopping,
         )
@@ -1634,6 +1753,7 @@ def main(argv=None):
         )
         parser.add_argument("--new-prefix", help=argparse.SUPPRESS)
         parser.add_argument("--workers", type=int, help=argparse.SUPPRESS)
+        parser.add_argument("--batch-files", type=int, help=argparse.SUPPRESS)
         args = parser.parse_args(argv)
         if args.version:
             print("conda-unpack %s" % VERSION)
@@ -1641,6 +1761,9 @@ def main(argv=None):
         if args.new_prefix is not None:
             _set_new_prefix(args.new_prefix)
         verbose, auto, workers = args.verbose, args.auto, args.workers
+        if args.batch_files is not None:
+            global BATCH_FILES
+            BATCH_FILES = max(args.batch_files, 1)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     if auto:
         auto_relocate(root)
@@ -1666,4 +1789,11 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:
+        pass
+    # Not sys.exit: tearing down the records of a large environment takes tens of ms.
+    os._exit(code)

@@ -48,6 +48,19 @@ def _read(root, parts):
             os.close(fd)
 
 
+def _starting_conda_unpack(root):
+    """Whether this process runs the environment's own conda-unpack."""
+    import sys
+
+    argv = getattr(sys, "argv", None)
+    if not argv or not argv[0]:
+        return False
+    try:
+        return os.path.samefile(argv[0], os.path.join(root, *UNPACK))
+    except (OSError, ValueError):
+        return False
+
+
 def _run():
     root = os.path.abspath(__file__)
     for _ in range(DEPTH + 1):
@@ -61,6 +74,8 @@ def _run():
                 return  # another name of this directory
         except OSError:
             pass  # a place the environment was at before
+    if _starting_conda_unpack(root):
+        return  # it relocates the environment itself, as its options say
     source = _read(root, UNPACK)
     if source is not None:
         engine = {"__name__": "_conda_pack_unpack"}
