@@ -88,3 +88,45 @@ def test_a_binary_string_without_room_for_the_total_growth_is_refused():
     data = b"/a/f:/bb/g\0\0"
     with pytest.raises(cu.NoRoom):
         cu.replace_cstrings_any(data, [b"/a", b"/bb"], b"/cccc")
+
+
+NEWS = [b"/a", b"/srv/x/env", PLACEHOLDER + b"/deeper/still", PLACEHOLDER[:-1] + b"Z"]
+
+
+@st.composite
+def binaries(draw):
+    """C strings starting with the placeholder, holding it once or twice, padded with NULs
+    (sometimes too few for a longer prefix), some longer than one 4096-byte read."""
+    blocks = []
+    for _ in range(draw(st.integers(1, 4))):
+        tail = draw(st.sampled_from(TAILS + [b"/" + b"x" * 5000]))
+        again = draw(st.booleans())
+        body = PLACEHOLDER + tail + ((b":" + PLACEHOLDER + b"/lib") if again else b"")
+        blocks.append(body + b"\0" * draw(st.integers(1, 80)))
+    return blocks, draw(st.sampled_from(NEWS))
+
+
+@settings(max_examples=300, deadline=None)
+@given(binaries())
+def test_patching_strings_in_place_gives_what_rewriting_the_whole_file_gives(case):
+    blocks, new = case
+    data = b"".join(blocks)
+    offsets = [sum(len(b) for b in blocks[:i]) for i in range(len(blocks))]
+    read = lambda n, off: data[off : off + n]  # noqa: E731
+    try:
+        want = cu.replace_cstrings(data, PLACEHOLDER, new)
+    except cu.NoRoom:
+        want = None
+    try:
+        patches = cu._cstring_patches(read, offsets, [PLACEHOLDER], new)
+    except cu.NoRoom:
+        assert want is None
+        return
+    if patches is None:
+        return  # where the padding runs past the end: the file is rewritten whole instead
+    assert want is not None
+    patched = bytearray(data)
+    for off, old, repl in patches:
+        assert patched[off : off + len(old)] == old and len(repl) == len(old)
+        patched[off : off + len(repl)] = repl
+    assert bytes(patched) == want

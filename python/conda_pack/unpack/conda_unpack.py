@@ -523,9 +523,16 @@ def _cstring_patches(read, offsets, olds, new):
     ``read(size, offset)`` reads the file."""
     olds = _olds(olds, new)
     expected = sorted(set(olds + [new]), key=len, reverse=True)
+    single = olds[0] if len(olds) == 1 else None
     patches = []
     for off in offsets:
         window = read(4096, off)
+        if single is not None and window.startswith(single):
+            if not (len(new) > len(single) and window.startswith(new)):
+                patch = _one_cstring(window, single, new)
+                if patch is not None:
+                    patches.append((off, patch[0], patch[1]))
+                    continue
         hit = next((p for p in expected if window.startswith(p)), None)
         if hit is None:
             return None
@@ -545,6 +552,23 @@ def _cstring_patches(read, offsets, olds, new):
         old = window[:need]
         patches.append((off, old, replace_cstrings_any(old, olds, new)))
     return patches
+
+
+def _one_cstring(window, old, new):
+    """``_cstring_patches``' common case, the same bytes sooner: ``window`` starts with
+    the only old prefix. ``(old bytes, new bytes)``, or None where the general way must
+    look (no end of the string in ``window``, or too little padding after it)."""
+    term = window.find(b"\0")
+    if term < 0:
+        return None
+    span = window[:term]
+    grow = span.count(old) * (len(new) - len(old))
+    if grow <= 0:
+        return window[: term + 1], span.replace(old, new) + b"\0" * (1 - grow)
+    need = term + 1 + grow
+    if window[term:need] != b"\0" * (grow + 1):
+        return None
+    return window[:need], span.replace(old, new) + b"\0"
 
 
 # --- files, reached without leaving the environment ------------------------------------------
