@@ -240,10 +240,8 @@ impl BlockWriter {
 
     /// One zstd frame per block, then our skippable frame and the seek table.
     fn zstd(out: BufWriter<File>, level: i32, threads: usize, cancel: Cancel) -> BlockWriter {
-        let codec = Frames {
-            level,
-            cancel: cancel.clone(),
-        };
+        let codec = Frames::new(level, cancel.clone(), threads + 2);
+        let recycle = codec.recycler();
         // A frame keeps a worker busy for a while: two queued keep every worker busy.
         let pipe = Pipeline::with_depth(codec, threads, 2, cancel, move |rx| {
             let mut out = out;
@@ -255,7 +253,7 @@ impl BlockWriter {
                         let f = wait(r)?;
                         entries.push((f.bytes.len() as u32, f.len, f.checksum));
                         out.write_all(&f.bytes)?;
-                        crate::buffers::give(f.bytes);
+                        let _ = recycle.try_send(f.bytes);
                     }
                     Ticket::Mark(t) => tail = Some(t),
                 }

@@ -21,8 +21,8 @@
 //! seconds. So a cancelled pack stops within a second at every level.
 
 use super::blocks::Codec;
-use crate::buffers;
 use crate::error::Cancel;
+use crossbeam_channel::{bounded, Receiver, Sender};
 use std::cell::RefCell;
 use std::ffi::CStr;
 use std::io;
@@ -83,15 +83,42 @@ pub struct Compressed {
 
 /// One frame per block, at `level`; `cancel` is looked at between slices of a frame.
 pub struct Frames {
-    pub level: i32,
-    pub cancel: Cancel,
+    level: i32,
+    cancel: Cancel,
+    /// Emptied output buffers, back from the writer: each is megabytes, larger than the
+    /// buffer pool keeps, and a fresh one is faulted in page by page (a third more page
+    /// faults for the whole pack when every frame had a new one).
+    spare: (Sender<Vec<u8>>, Receiver<Vec<u8>>),
+}
+
+impl Frames {
+    /// Up to `keep` output buffers are kept for reuse.
+    pub fn new(level: i32, cancel: Cancel, keep: usize) -> Frames {
+        Frames {
+            level,
+            cancel,
+            spare: bounded(keep),
+        }
+    }
+
+    /// Where a frame's bytes go once written (see [`Frames::spare`]).
+    pub fn recycler(&self) -> Sender<Vec<u8>> {
+        self.spare.0.clone()
+    }
 }
 
 impl Codec for Frames {
     type Out = Compressed;
 
     fn compress(&self, data: &[u8]) -> io::Result<Compressed> {
-        with_context(self.level, |c| c.frame(data, &self.cancel))
+        let out = match self.spare.1.try_recv() {
+            Ok(mut v) => {
+                v.clear();
+                v
+            }
+            Err(_) => Vec::with_capacity(data.len() / 2 + (64 << 10)),
+        };
+        with_context(self.level, |c| c.frame(data, out, &self.cancel))
     }
 }
 
@@ -127,8 +154,8 @@ impl Context {
         Ok(ctx)
     }
 
-    /// `data` as one frame.
-    fn frame(&mut self, data: &[u8], cancel: &Cancel) -> io::Result<Compressed> {
+    /// `data` as one frame, into `out` (empty).
+    fn frame(&mut self, data: &[u8], mut out: Vec<u8>, cancel: &Cancel) -> io::Result<Compressed> {
         // SAFETY: `raw` is live; these only reset the frame state and set its size.
         unsafe {
             check(sys::ZSTD_CCtx_reset(
@@ -140,7 +167,6 @@ impl Context {
                 data.len() as u64,
             ))?;
         }
-        let mut out = buffers::take(data.len() / 2 + (64 << 10));
         // With a stable input buffer the same buffer is passed every time, its size
         // growing by a slice per call.
         let mut input = sys::ZSTD_inBuffer {
@@ -241,10 +267,7 @@ mod tests {
     fn a_frame_is_one_whole_zstd_frame_with_its_size_and_checksum() {
         for len in [0, 1, 1000, SLICE, SLICE + 1, 3 * SLICE + 17] {
             let data = sample(len);
-            let codec = Frames {
-                level: 3,
-                cancel: Cancel::default(),
-            };
+            let codec = Frames::new(3, Cancel::default(), 1);
             let c = codec.compress(&data).unwrap();
             assert_eq!(c.len as usize, len);
             // SAFETY: the buffer holds what it says.
@@ -282,10 +305,7 @@ mod tests {
         // Many seconds of work at level 22.
         let data = sample(24 << 20);
         let cancel = Cancel::default();
-        let codec = Frames {
-            level: 22,
-            cancel: cancel.clone(),
-        };
+        let codec = Frames::new(22, cancel.clone(), 1);
         let stopper = cancel.after(300);
         let result = codec.compress(&data);
         let asked = stopper.join().unwrap();
