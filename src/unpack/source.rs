@@ -8,7 +8,7 @@ use crate::archive::seektable::{self, Frame, SeekTable};
 use crate::error::Cancel;
 use crate::le::u32_at;
 use crate::ordered::Window;
-use crossbeam_channel::{bounded, Receiver};
+use crossbeam_channel::{bounded, Receiver, Sender};
 use std::cell::RefCell;
 use std::ffi::CStr;
 use std::fs::File;
@@ -239,11 +239,11 @@ impl Archive {
                     return Ok(None);
                 }
                 let mut data = Vec::new();
+                let mut input = Vec::new();
                 for (i, frame) in table.frames.iter().enumerate().skip(first) {
                     cancel.check_io()?;
-                    let bytes = decode_frame(&self.file, i, frame)?;
-                    data.extend_from_slice(&bytes);
-                    crate::buffers::give(bytes);
+                    let out = std::mem::take(&mut data);
+                    data = decode_frame(&self.file, i, frame, &mut input, out)?;
                 }
                 let from = (tail - start) as usize;
                 collect_scripts(TarReader::new(&data[from..]), cancel).map(Some)
@@ -540,37 +540,33 @@ fn zstd_error(code: usize) -> Option<String> {
     }
 }
 
-/// Frame `i` of a zstd file with a seek table, decoded: exactly one frame of the
-/// compressed size the table gives, decoding to the size it gives, with the checksum it
-/// gives when both record one (libzstd checks the frame's own checksum as it decodes).
-/// A skippable frame decodes to nothing.
-fn decode_frame(file: &File, i: usize, frame: &Frame) -> io::Result<Vec<u8>> {
+/// Frame `i` of a zstd file with a seek table, decoded and appended to `out`: exactly one
+/// frame of the compressed size the table gives, decoding to the size it gives, with the
+/// checksum it gives when both record one (libzstd checks the frame's own checksum as it
+/// decodes). A skippable frame decodes to nothing. The frame is read into `input`.
+fn decode_frame(
+    file: &File,
+    i: usize,
+    frame: &Frame,
+    input: &mut Vec<u8>,
+    mut out: Vec<u8>,
+) -> io::Result<Vec<u8>> {
     use zstd::zstd_safe::zstd_sys as sys;
     let csize = frame.csize as usize;
     let dsize = frame.dsize as usize;
+    let damaged = |why: &str| damaged_frame(i, frame, why);
     // Every frame's content is within `seektable::MAX_FRAME` (or the table is not used),
     // and no encoder doubles it.
     if csize < 8 || csize as u64 > 2 * seektable::MAX_FRAME {
-        return Err(damaged_frame(
-            i,
-            frame,
-            "has a size the seek table cannot mean",
-        ));
+        return Err(damaged("has a size the seek table cannot mean"));
     }
-    let mut input = crate::buffers::take(csize);
     input.resize(csize, 0);
-    file.read_exact_at(&mut input, frame.at)?;
-    if seektable::is_skippable(u32_at(&input, 0)) {
-        let whole = 8 + u32_at(&input, 4) as usize == csize;
-        crate::buffers::give(input);
-        return if whole && dsize == 0 {
-            Ok(Vec::new())
-        } else {
-            Err(damaged_frame(
-                i,
-                frame,
-                "is not the skippable frame the seek table says",
-            ))
+    file.read_exact_at(input, frame.at)?;
+    if seektable::is_skippable(u32_at(input, 0)) {
+        let whole = 8 + u32_at(input, 4) as usize == csize;
+        return match whole && dsize == 0 {
+            true => Ok(out),
+            false => Err(damaged("is not the skippable frame the seek table says")),
         };
     }
     let src = input.as_ptr().cast();
@@ -582,62 +578,40 @@ fn decode_frame(file: &File, i: usize, frame: &Frame) -> io::Result<Vec<u8>> {
         )
     };
     if let Some(e) = zstd_error(found) {
-        crate::buffers::give(input);
-        return Err(damaged_frame(
-            i,
-            frame,
-            &format!("is not a zstd frame ({e})"),
-        ));
+        return Err(damaged(&format!("is not a zstd frame ({e})")));
     }
     if found != csize {
-        crate::buffers::give(input);
-        return Err(damaged_frame(
-            i,
-            frame,
-            "does not end where the seek table says",
-        ));
+        return Err(damaged("does not end where the seek table says"));
     }
     let unknown = sys::ZSTD_CONTENTSIZE_UNKNOWN as u64;
     if content != unknown && content != dsize as u64 {
-        crate::buffers::give(input);
-        return Err(damaged_frame(
-            i,
-            frame,
-            "holds another size than the seek table says",
-        ));
+        return Err(damaged("holds another size than the seek table says"));
     }
     // The frame header's descriptor: bit 2, the frame ends with a checksum.
     let has_checksum = input[4] & 0x04 != 0;
     if let (Some(sum), true) = (frame.checksum, has_checksum) {
-        if u32_at(&input, csize - 4) != sum {
-            crate::buffers::give(input);
-            return Err(damaged_frame(
-                i,
-                frame,
-                "has another checksum than the seek table says",
-            ));
+        if u32_at(input, csize - 4) != sum {
+            return Err(damaged("has another checksum than the seek table says"));
         }
     }
-    let mut out = crate::buffers::take(dsize.max(1));
+    out.reserve(dsize.max(1));
+    let at = out.len();
     let written = with_dctx(|dctx| {
-        // SAFETY: `dctx` is live, `out` has room for `dsize` bytes and `src` holds
+        // SAFETY: `dctx` is live, `out` has room for `dsize` more bytes and `src` holds
         // `csize`; libzstd writes at most `dsize`.
-        unsafe { sys::ZSTD_decompressDCtx(dctx, out.as_mut_ptr().cast(), dsize, src, csize) }
-    });
-    crate::buffers::give(input);
-    let written = written?;
+        unsafe {
+            let dst = out.as_mut_ptr().add(at);
+            sys::ZSTD_decompressDCtx(dctx, dst.cast(), dsize, src, csize)
+        }
+    })?;
     if let Some(e) = zstd_error(written) {
-        return Err(damaged_frame(i, frame, &format!("does not decode ({e})")));
+        return Err(damaged(&format!("does not decode ({e})")));
     }
     if written != dsize {
-        return Err(damaged_frame(
-            i,
-            frame,
-            "decodes to another size than the seek table says",
-        ));
+        return Err(damaged("decodes to another size than the seek table says"));
     }
-    // SAFETY: libzstd initialised the first `written` bytes.
-    unsafe { out.set_len(written) };
+    // SAFETY: libzstd initialised the `written` bytes after `at`.
+    unsafe { out.set_len(at + written) };
     Ok(out)
 }
 
@@ -673,8 +647,13 @@ type Decoded = io::Result<(Vec<u8>, u64)>;
 /// in order, with bounded lookahead ([`FRAMES_IN_FLIGHT`]). The frames cover the file up
 /// to the table (the table was checked for that) and each is checked against it, so a
 /// whole, undamaged stream is what the reader gets, or an error.
+///
+/// Frames are megabytes, larger than the buffer pool keeps: the reader hands each frame's
+/// buffer back to the workers, and each worker keeps its own input buffer, so that memory
+/// is not faulted in afresh for every frame.
 struct ParallelFrames {
     window: Arc<Window<Decoded>>,
+    spare: Sender<Vec<u8>>,
     count: usize,
     taken: usize,
     current: Vec<u8>,
@@ -694,27 +673,32 @@ impl ParallelFrames {
         let window = Arc::new(Window::new(FRAMES_IN_FLIGHT, threads + 2));
         let frames = Arc::new(frames);
         let count = frames.len();
+        let (spare, spares) = bounded::<Vec<u8>>(2);
         for t in 0..threads {
-            let (window, file, frames, cancel) = (
+            let (window, file, frames, cancel, spares) = (
                 Arc::clone(&window),
                 Arc::clone(&file),
                 Arc::clone(&frames),
                 cancel.clone(),
+                spares.clone(),
             );
             std::thread::Builder::new()
                 .name(format!("conda-pack-unzstd-{t}"))
                 .spawn(move || {
                     let cost = |i: usize| frames[i].csize as u64 + frames[i].dsize as u64;
+                    let mut input = Vec::new();
                     while let Some(i) = window.claim(count, cost) {
+                        let out = spares.try_recv().unwrap_or_default();
                         let r = cancel
                             .check_io()
-                            .and_then(|()| decode_frame(&file, i, &frames[i]));
+                            .and_then(|()| decode_frame(&file, i, &frames[i], &mut input, out));
                         window.finish(i, r.map(|b| (b, frames[i].csize as u64)));
                     }
                 })
                 .expect("spawn");
         }
         ParallelFrames {
+            spare,
             window,
             count,
             taken: 0,
@@ -737,7 +721,9 @@ impl Read for ParallelFrames {
                 .unwrap_or_else(|| Err(io::Error::other("the zstd decoders stopped")))?;
             self.taken += 1;
             self.consumed.fetch_add(span, Ordering::Relaxed);
-            crate::buffers::give(std::mem::replace(&mut self.current, bytes));
+            let mut done = std::mem::replace(&mut self.current, bytes);
+            done.clear();
+            let _ = self.spare.try_send(done);
             self.pos = 0;
         }
         let n = buf.len().min(self.current.len() - self.pos);
@@ -751,7 +737,6 @@ impl Drop for ParallelFrames {
     fn drop(&mut self) {
         // The workers waiting for room, or about to claim a frame, stop.
         self.window.stop();
-        crate::buffers::give(std::mem::take(&mut self.current));
     }
 }
 
