@@ -240,10 +240,13 @@ impl BlockWriter {
 
     /// One zstd frame per block, then our skippable frame and the seek table.
     fn zstd(out: BufWriter<File>, level: i32, threads: usize, cancel: Cancel) -> BlockWriter {
+        let frame = frame_size(level);
         let codec = Frames::new(level, cancel.clone(), threads + 2);
         let recycle = codec.recycler();
-        // A frame keeps a worker busy for a while: two queued keep every worker busy.
-        let pipe = Pipeline::with_depth(codec, threads, 2, cancel, move |rx| {
+        // A frame keeps a worker busy for a while: about 16 MiB queued for the workers
+        // keeps them busy (two frames at the fast levels, one above).
+        let depth = (16 << 20) / frame;
+        let pipe = Pipeline::with_depth(codec, threads, depth, cancel, move |rx| {
             let mut out = out;
             let mut entries = Vec::new();
             let mut tail = None;
@@ -261,7 +264,7 @@ impl BlockWriter {
             out.write_all(&seektable::trailer(&entries, tail))?;
             Ok(out)
         });
-        BlockWriter::with(BlockKind::Zstd(pipe), frame_size(level))
+        BlockWriter::with(BlockKind::Zstd(pipe), frame)
     }
 
     fn with(kind: BlockKind, block_size: usize) -> BlockWriter {

@@ -7,8 +7,8 @@
 //! thread takes it, so the archive is the same for every worker count. A frame starts
 //! with no history, which costs ratio: the frame size is a multiple of the level's window
 //! ([`frame_size`]), so the matches lost at frame starts are a small share: at level 3,
-//! 16 MiB frames are as small as the one frame of `zstd -T2 -3`, which carries part of a
-//! window into each of its 8 MiB jobs (figures at [`MIN_FRAME`] and in the README).
+//! 8 MiB frames come out 0.25% larger than libzstd's multithreaded mode, which carries
+//! part of a window into each of its 8 MiB jobs (figures at [`MIN_FRAME`]).
 //!
 //! libzstd 1.5.7 (the bundled one) splits blocks ahead of compression at the fast levels,
 //! which on conda environments costs ~15% more CPU for ~2% less output at level 3. We turn
@@ -32,14 +32,20 @@ use zstd::zstd_safe::zstd_sys as sys;
 const NO_PRE_SPLIT: i32 = 1;
 /// Input handed to libzstd per call, between looks at the stop flag: two blocks.
 const SLICE: usize = 256 << 10;
-/// Frame sizes: eight windows of the level, within these bounds (16 MiB up to level 8,
-/// 32 MiB up to 16, 64 MiB above). Measured on the 3 GB benchmark env, level 3: 8 MiB
-/// frames came out 0.2% larger than one frame from `zstd -T2 -3`, 16 MiB as large (0.05%
-/// smaller). Level 19, on 256 MiB of it: 32 MiB frames 1.1% larger than `zstd -T2 -19`,
-/// 64 MiB 0.4%. Larger frames hold more memory: one per worker, and two more, are in
-/// flight.
-const MIN_FRAME: usize = 16 << 20;
-pub const MAX_FRAME: usize = 64 << 20;
+/// Frame sizes: four windows of the level, within these bounds (8 MiB up to level 8,
+/// 16 MiB up to 16, 32 MiB above). At level 3 that is 8 MiB, the job size libzstd's
+/// multithreaded mode uses. Larger frames lose less at their starts but hold more memory
+/// (a few are in flight), measured:
+///
+/// - level 3, the 3 GB benchmark env: 8 MiB frames 1,082.5 MB, 0.25% more than the single
+///   frame of libzstd's multithreaded mode (1,079.8 MB) and 0.13% less than `zstd -T2 -3`
+///   (1,083.9 MB); 16 MiB frames 1,079.5 MB, but a peak RSS of 158-190 MiB instead of
+///   113-126 MiB;
+/// - level 19, the 0.3 GB env: 32 MiB frames 1.1% more than libzstd's multithreaded mode
+///   (64 MiB: 0.6% more), in 70 s instead of 112 s (its jobs re-read a window of history
+///   each), with a peak RSS of 405 MiB instead of 266 (64 MiB: 594).
+const MIN_FRAME: usize = 8 << 20;
+const MAX_FRAME: usize = 32 << 20;
 
 /// The window log libzstd uses at `level` for inputs larger than 256 KiB (its table of
 /// default parameters, `lib/compress/clevels.h`); level 0 is its default, 3.
@@ -56,7 +62,7 @@ fn window_log(level: i32) -> u32 {
 
 /// Uncompressed bytes per frame at `level`.
 pub fn frame_size(level: i32) -> usize {
-    (8usize << window_log(level)).clamp(MIN_FRAME, MAX_FRAME)
+    (4usize << window_log(level)).clamp(MIN_FRAME, MAX_FRAME)
 }
 
 fn check(code: usize) -> io::Result<usize> {
@@ -292,12 +298,13 @@ mod tests {
 
     #[test]
     fn frames_grow_with_the_window() {
-        assert_eq!(frame_size(3), 16 << 20);
-        assert_eq!(frame_size(-5), 16 << 20);
-        assert_eq!(frame_size(0), 16 << 20);
-        assert_eq!(frame_size(9), 32 << 20);
-        assert_eq!(frame_size(19), 64 << 20);
-        assert_eq!(frame_size(22), 64 << 20);
+        assert_eq!(frame_size(3), 8 << 20);
+        assert_eq!(frame_size(-5), 8 << 20);
+        assert_eq!(frame_size(0), 8 << 20);
+        assert_eq!(frame_size(8), 8 << 20);
+        assert_eq!(frame_size(9), 16 << 20);
+        assert_eq!(frame_size(19), 32 << 20);
+        assert_eq!(frame_size(22), 32 << 20);
     }
 
     #[test]

@@ -785,7 +785,7 @@ mod tests {
         let archive = Archive::open(&path).unwrap();
         assert_eq!(archive.format, Format::Zstd);
         let table = archive.frames.as_ref().expect("a seek table");
-        assert_eq!(table.frames.len(), 4); // three frames and ours
+        assert_eq!(table.frames.len(), 6); // 40 MiB in frames of 8 MiB, and ours
         assert_eq!(table.tail, Some(39 << 20));
         assert!(archive.indexed());
         for threads in [1, 3] {
@@ -819,6 +819,9 @@ mod tests {
         let table = Archive::open(&path).unwrap().frames.unwrap();
         let second = table.frames[1];
         let n = good.len();
+        // Where the table's entries start: the first frame's, then the second's.
+        let first = n - 9 - 12 * table.frames.len();
+        let second_entry = first + 12;
         let bad = dir.path().join("bad.tar.zst");
         type Damage<'a> = Box<dyn Fn(&mut Vec<u8>) + 'a>;
         let cases: Vec<(Damage, &str)> = vec![
@@ -831,18 +834,18 @@ mod tests {
             (Box::new(|b| b[second.at as usize] ^= 1), "zstd frame 2"),
             // The first frame's compressed size in the table.
             (
-                Box::new(|b| b[n - 9 - 12 * 4] ^= 1),
+                Box::new(|b| b[first] ^= 1),
                 "do not add up to the file's length",
             ),
             // The second frame's decompressed size in the table.
-            (Box::new(|b| b[n - 9 - 12 * 3 + 4] ^= 1), "zstd frame 2"),
+            (Box::new(|b| b[second_entry + 4] ^= 1), "zstd frame 2"),
             // The second frame's checksum in the table.
-            (Box::new(|b| b[n - 9 - 12 * 3 + 8] ^= 1), "checksum"),
+            (Box::new(|b| b[second_entry + 8] ^= 1), "checksum"),
             // Two compressed sizes that still add up: the first frame ends elsewhere.
             (
                 Box::new(|b| {
-                    b[n - 9 - 12 * 4] = b[n - 9 - 12 * 4].wrapping_add(1);
-                    b[n - 9 - 12 * 3] = b[n - 9 - 12 * 3].wrapping_sub(1);
+                    b[first] = b[first].wrapping_add(1);
+                    b[second_entry] = b[second_entry].wrapping_sub(1);
                 }),
                 "zstd frame 1",
             ),
