@@ -4,6 +4,7 @@ result as ``tar -x`` + ``bin/conda-unpack``, nothing left behind on failure."""
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import re
 import shutil
@@ -135,6 +136,10 @@ def test_our_zstd_has_a_seek_table_and_standard_readers_ignore_it(archives, tmp_
     # Python's zstandard reads every frame, and tarfile the tar in it.
     with open(path, "rb") as f:
         assert zstandard.ZstdDecompressor().stream_reader(f).read() == raw
+    copied = io.BytesIO()
+    with open(path, "rb") as f:
+        zstandard.ZstdDecompressor().copy_stream(f, copied)
+    assert copied.getvalue() == raw
     with open(path, "rb") as f, zstandard.open(f) as z, tarfile.open(fileobj=z, mode="r|") as t:
         names = [m.name for m in t]
     listed = run(["tar", "--zstd", "-tf", path]).stdout.split("\n")
@@ -143,6 +148,12 @@ def test_our_zstd_has_a_seek_table_and_standard_readers_ignore_it(archives, tmp_
     # conda-unpack's records are read from the last frames, before the rest.
     ahead = unpacker.read_ahead()
     assert ahead is not None and [p for p, _ in ahead] == [b"bin/conda-unpack"]
+    # And Python 3.14's compression.zstd (backports.zstd before it), where there is one.
+    try:
+        from compression import zstd as stdlib_zstd
+    except ImportError:
+        stdlib_zstd = pytest.importorskip("backports.zstd")
+    assert stdlib_zstd.decompress(path.read_bytes()) == raw
 
 
 def seek_table_at(data: bytes) -> int:
