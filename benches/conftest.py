@@ -15,6 +15,10 @@ optional, from the environment:
   the plot ``pack-time.svg`` are written next to it when the session ends. Each run replaces
   them: one run, one machine; earlier runs are in git's history
 - ``BENCH_ALLOW_DEBUG=1``: run even if the installed extension is a debug build
+- ``BENCH_RECEIVE_TMPFS``: a directory on a tmpfs into which the receiving end's tar.gz and
+  tar.zst cases also extract, so that the results show what the disk costs (default
+  ``/dev/shm``; empty for none). Skipped where it is not a tmpfs or lacks room for two
+  copies of the env
 
 "Ours" is a snapshot of the installed ``conda_pack`` package (Python modules and extension),
 copied when the session starts and run through a launcher like the ``conda-pack`` console
@@ -44,6 +48,7 @@ SIZES = [float(s) for s in os.environ.get("BENCH_SIZES", "1,3").split(",") if s.
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 CACHE = Path(os.environ.get("BENCH_CACHE", "~/.cache/conda-pack-rs/bench")).expanduser()
 RESULTS = Path(os.environ.get("BENCH_RESULTS", REPO / "benches" / "results.json")).absolute()
+RECEIVE_TMPFS = os.environ.get("BENCH_RECEIVE_TMPFS", "/dev/shm")
 #: conda-pack 0.9.2 and what its tar.zst support imports (not one of its pip dependencies).
 CP092_REQUIREMENTS = ["conda-pack==0.9.2", "zstandard==0.25.0"]
 #: The snapshot of our package and its launcher (see the module docstring).
@@ -151,6 +156,34 @@ def cp092() -> Path:
 @pytest.fixture(scope="session")
 def rounds() -> int:
     return ROUNDS
+
+
+def is_tmpfs(path: Path) -> bool:
+    """Whether ``path`` is on a tmpfs (the longest mount point of /proc/mounts above it)."""
+    real = os.path.realpath(path)
+    best, fstype = "", ""
+    with open("/proc/mounts") as f:
+        for line in f:
+            fields = line.split()
+            point = fields[1].replace("\\040", " ")
+            inside = real == point or real.startswith(point.rstrip("/") + "/")
+            if inside and len(point) > len(best):
+                best, fstype = point, fields[2]
+    return fstype == "tmpfs"
+
+
+@pytest.fixture(scope="session")
+def receive_tmpfs() -> Path | None:
+    """Scratch space on a tmpfs for the receiving end (``BENCH_RECEIVE_TMPFS``), or None."""
+    base = Path(RECEIVE_TMPFS) if RECEIVE_TMPFS else None
+    if base is None or not base.is_dir() or not is_tmpfs(base):
+        yield None
+        return
+    path = base / f"conda-pack-bench-{os.getpid()}"
+    remove(path)
+    path.mkdir()
+    yield path
+    remove(path)
 
 
 @pytest.fixture(scope="session")

@@ -667,10 +667,11 @@ impl Unpacker {
         self.archive.len
     }
 
-    /// Whether the gzip stream carries our block index (it inflates on every core).
+    /// Whether the archive says where its blocks or frames start (our gzip block index,
+    /// a zstd seek table): it is decompressed on every core.
     #[getter]
     fn indexed(&self) -> bool {
-        self.archive.index.is_some()
+        self.archive.indexed()
     }
 
     /// The conda-unpack scripts of the archive, `[(member path, content)]`, read before

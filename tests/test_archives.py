@@ -3,6 +3,7 @@ long names, zip rules, compression settings, and failure without leftovers."""
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import subprocess
@@ -81,6 +82,62 @@ def test_gzip_data_is_one_member_then_an_empty_index_member(nopython_env, tmp_pa
     assert index[:4] == b"\x1f\x8b\x08\x04"  # FEXTRA set
     e = zlib.decompressobj(wbits=31)
     assert e.decompress(index) == b"" and e.eof and e.unused_data == b""
+
+
+def zstd_seek_table(data: bytes) -> list[tuple[int, int, int, int]]:
+    """``(offset, compressed size, decompressed size, checksum)`` of every frame the seek
+    table at the end of ``data`` lists (zstd's seekable format, read here on its own)."""
+    assert data[-4:] == (0x8F92EAB1).to_bytes(4, "little"), "no seek table"
+    count, descriptor = int.from_bytes(data[-9:-5], "little"), data[-5]
+    assert descriptor == 0x80  # checksums, no reserved bits
+    start = len(data) - 9 - 12 * count
+    head = data[start - 8 : start]
+    assert head == (0x184D2A5E).to_bytes(4, "little") + (12 * count + 9).to_bytes(4, "little")
+    frames, at = [], 0
+    for i in range(count):
+        c, d, sum_ = (
+            int.from_bytes(data[start + 12 * i + k : start + 12 * i + k + 4], "little")
+            for k in (0, 4, 8)
+        )
+        frames.append((at, c, d, sum_))
+        at += c
+    assert at == start - 8  # the frames cover the file up to the table
+    return frames
+
+
+def test_zstd_is_independent_frames_then_a_seek_table(full_env, tmp_path):
+    """Each frame decompresses on its own (no reference into another); the last is a
+    skippable frame of ours saying where the generated files begin, then the seek table,
+    which every reader skips. The same bytes whatever the thread count."""
+    import zstandard
+
+    data = pack(full_env, tmp_path / "a.tar.zst", "-j", "1").read_bytes()
+    assert pack(full_env, tmp_path / "b.tar.zst", "-j", "2").read_bytes() == data
+    frames = zstd_seek_table(data)
+    assert len(frames) > 2, "the test env should fill several frames"
+    tar = zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=True).read()
+    assert len(tar) % 512 == 0 and tar.endswith(bytes(1024))
+    out = 0
+    for at, c, d, sum_ in frames[:-1]:
+        # One whole frame, its size and checksum in its header and trailer, alone.
+        frame = data[at : at + c]
+        assert zstandard.frame_content_size(frame) == d
+        assert frame[-4:] == sum_.to_bytes(4, "little")
+        assert zstandard.ZstdDecompressor().decompress(frame) == tar[out : out + d]
+        out += d
+    assert out == len(tar)
+    # Ours: a skippable frame that decompresses to nothing, with the tail offset.
+    at, c, d, _ = frames[-1]
+    ours = data[at : at + c]
+    assert (c, d) == (24, 0) and ours[:4] == (0x184D2A5C).to_bytes(4, "little")
+    assert ours[8:12] == b"CPZS" and ours[12:14] == b"\x01\x01"
+    tail = int.from_bytes(ours[16:24], "little")
+    # The generated files (conda-unpack among them) start there, at a member's header.
+    with tarfile.open(fileobj=io.BytesIO(tar)) as t:
+        members = t.getmembers()
+    generated = [m.name for m in members if m.offset >= tail]
+    assert [m.offset for m in members if m.offset >= tail][0] == tail
+    assert "bin/conda-unpack" in generated and "lib/python3.11/os.py" not in generated
 
 
 def test_zip_entries_all_deflated(full_env, tmp_path):

@@ -4,7 +4,9 @@ result as ``tar -x`` + ``bin/conda-unpack``, nothing left behind on failure."""
 from __future__ import annotations
 
 import gzip
+import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -107,6 +109,166 @@ def test_our_gzip_is_indexed_and_standard_readers_ignore_the_index(archives, tmp
     assert "bin/conda-unpack" in names
 
 
+def zstd_frames(path) -> tuple[int, int]:
+    """``(zstd frames, skippable frames)`` in ``path``, as ``zstd -lv`` counts them."""
+    out = run(["zstd", "-lv", path]).stdout
+
+    def count(what: str) -> int:  # the line is left out when there are none
+        m = re.search(r"# %s Frames: (\d+)" % what, out)
+        return int(m.group(1)) if m else 0
+
+    return count("Zstandard"), count("Skippable")
+
+
+def test_our_zstd_has_a_seek_table_and_standard_readers_ignore_it(archives, tmp_path):
+    import zstandard
+    from conda_pack import _core
+
+    path = archives["tar.zst"]
+    unpacker = _core.Unpacker(str(path))
+    assert unpacker.format == "tar.zst" and unpacker.indexed
+    # Several frames, then two skippable frames: ours and the seek table.
+    frames, skippable = zstd_frames(path)
+    assert frames > 2 and skippable == 2
+    run(["zstd", "-t", path])
+    raw = subprocess.run(["zstd", "-dc", str(path)], capture_output=True, check=True).stdout
+    assert len(raw) % 512 == 0
+    # Python's zstandard reads every frame, and tarfile the tar in it.
+    with open(path, "rb") as f:
+        assert zstandard.ZstdDecompressor().stream_reader(f).read() == raw
+    copied = io.BytesIO()
+    with open(path, "rb") as f:
+        zstandard.ZstdDecompressor().copy_stream(f, copied)
+    assert copied.getvalue() == raw
+    with open(path, "rb") as f, zstandard.open(f) as z, tarfile.open(fileobj=z, mode="r|") as t:
+        names = [m.name for m in t]
+    listed = run(["tar", "--zstd", "-tf", path]).stdout.split("\n")
+    assert sorted(n for n in listed if n) == sorted(names)
+    assert "bin/conda-unpack" in names
+    # conda-unpack's records are read from the last frames, before the rest.
+    ahead = unpacker.read_ahead()
+    assert ahead is not None and [p for p, _ in ahead] == [b"bin/conda-unpack"]
+    # And Python 3.14's compression.zstd (backports.zstd before it), where there is one.
+    try:
+        from compression import zstd as stdlib_zstd
+    except ImportError:
+        stdlib_zstd = pytest.importorskip("backports.zstd")
+    assert stdlib_zstd.decompress(path.read_bytes()) == raw
+
+
+def seek_table_at(data: bytes) -> int:
+    """Where the entries of the seek table at the end of ``data`` start."""
+    return len(data) - 9 - 12 * int.from_bytes(data[-9:-5], "little")
+
+
+def _flip_in_frame_2(data: bytearray) -> None:
+    entries = seek_table_at(data)
+    first = int.from_bytes(data[entries : entries + 4], "little")
+    second = int.from_bytes(data[entries + 12 : entries + 16], "little")
+    data[first + second // 2] ^= 0x10
+
+
+def _grow_frame_1(data: bytearray) -> None:
+    # The first frame 1 byte longer, the second 1 shorter: the sizes still add up.
+    at = seek_table_at(data)
+    for entry, delta in ((at, 1), (at + 12, -1)):
+        size = int.from_bytes(data[entry : entry + 4], "little") + delta
+        data[entry : entry + 4] = size.to_bytes(4, "little")
+
+
+def _frame_count(data: bytearray) -> None:
+    data[-9] ^= 0x01
+
+
+def _tail_past_the_end(data: bytearray) -> None:
+    ours = seek_table_at(data) - 8 - 24
+    data[ours + 16 : ours + 24] = (1 << 40).to_bytes(8, "little")
+
+
+DAMAGED_ZSTD = {
+    # case: (damage, what the one-line error says)
+    "a byte of a frame": (_flip_in_frame_2, "zstd frame 2"),
+    "frame sizes that add up": (_grow_frame_1, "zstd frame 1"),
+    "the frame count": (_frame_count, "seek table"),
+    "a tail past the end": (_tail_past_the_end, "seek table"),
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGED_ZSTD))
+def test_a_damaged_zstd_frame_or_seek_table_fails_clearly_and_leaves_nothing(
+    archives, tmp_path, case
+):
+    damage, message = DAMAGED_ZSTD[case]
+    data = bytearray(archives["tar.zst"].read_bytes())
+    damage(data)
+    bad = tmp_path / "bad.tar.zst"
+    bad.write_bytes(bytes(data))
+    proc = run(
+        [sys.executable, "-m", "conda_pack", "unpack", bad, tmp_path / "out", "-q"],
+        check=False,
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith("CondaPackError: %s: " % bad), proc.stderr
+    assert message in proc.stderr and "damaged" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert os.listdir(tmp_path) == [bad.name]
+
+
+def test_a_wrong_tail_in_our_frame_only_costs_the_read_ahead(archives, tmp_path):
+    """A tail offset that points into the middle of a file finds no records ahead: the
+    files are relocated after they are written, with the same result."""
+    from conda_pack import _core
+
+    good = archives["tar.zst"]
+    data = bytearray(good.read_bytes())
+    ours = seek_table_at(data) - 8 - 24
+    tail = int.from_bytes(data[ours + 16 : ours + 24], "little")
+    data[ours + 16 : ours + 24] = (tail - 700).to_bytes(8, "little")
+    bad = tmp_path / "bad.tar.zst"
+    bad.write_bytes(bytes(data))
+    assert _core.Unpacker(str(bad)).read_ahead() == []
+    dest = tmp_path / ("x" + LONG_SUFFIX) / "env"
+    unpack(good, dest, "-q")
+    expected = settled(dest)
+    shutil.rmtree(dest.parent)
+    unpack(bad, dest, "-q")
+    assert settled(dest) == expected
+
+
+def test_a_zstd_cut_before_its_seek_table_fails_clearly(archives, tmp_path):
+    """Without the table's footer the file is read as one stream, which ends inside the
+    table's frame: the decoder says so."""
+    data = archives["tar.zst"].read_bytes()
+    bad = tmp_path / "bad.tar.zst"
+    bad.write_bytes(data[:-5])
+    proc = unpack(bad, tmp_path / "out", "-q", check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("CondaPackError: %s: " % bad), proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert os.listdir(tmp_path) == [bad.name]
+
+
+def test_a_single_frame_tar_zst_is_read_as_one_stream(archives, tmp_path):
+    """A tar.zst other tools write (one frame, no seek table) unpacks the same."""
+    from conda_pack import _core
+
+    src = extract(archives["tar.zst"], tmp_path / "src", "tar.zst")
+    foreign = tmp_path / "foreign.tar.zst"
+    run(["tar", "--zstd", "-cf", foreign, "-C", src, *sorted(os.listdir(src))])
+    assert zstd_frames(foreign) == (1, 0)
+    unpacker = _core.Unpacker(str(foreign))
+    assert unpacker.format == "tar.zst" and not unpacker.indexed
+    assert unpacker.read_ahead() is None
+    dest = tmp_path / ("x" + LONG_SUFFIX) / "env"
+    unpack(archives["tar.zst"], dest, "-q")
+    expected = settled(dest)
+    shutil.rmtree(dest.parent)
+    unpack(foreign, dest, "-q")
+    assert settled(dest) == expected
+    assert run([dest / "bin" / "cprog"]).stdout.split()[0] == "exe=%s" % dest
+
+
 def test_plain_tar_without_records_is_just_extracted(tmp_path):
     src = tmp_path / "src"
     (src / "sub").mkdir(parents=True)
@@ -153,13 +315,14 @@ def test_truncated_archive_fails_and_leaves_nothing(archives, tmp_path, fmt):
     assert os.listdir(tmp_path) == [bad.name]
 
 
-def test_interrupt_leaves_nothing(archives, tmp_path):
+@pytest.mark.parametrize("fmt", ["tar.xz", "tar.zst"])
+def test_interrupt_leaves_nothing(archives, tmp_path, fmt):
     import signal
     import time
 
     dest = tmp_path / "out"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "conda_pack", "unpack", archives["tar.xz"], dest, "-j", "1"],
+        [sys.executable, "-m", "conda_pack", "unpack", archives[fmt], dest, "-j", "1"],
         stderr=subprocess.PIPE,
         text=True,
         # The child must see SIGINT even if our own disposition ignores it.

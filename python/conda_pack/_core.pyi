@@ -180,7 +180,8 @@ class Unpacker:
     def size(self) -> int: ...
     @property
     def indexed(self) -> bool:
-        """Whether the gzip stream carries our block index (inflated on every core)."""
+        """Whether the archive says where its blocks or frames start (our gzip block index,
+        a zstd seek table): it is decompressed on every core."""
     def read_ahead(self) -> list[tuple[bytes, bytes]] | None:
         """The conda-unpack scripts ``(member path, content)`` when the archive can give
         them before the rest; None when they come only at its end."""

@@ -1,12 +1,12 @@
 """``conda-pack unpack ARCHIVE DEST``: extract an archive and relocate it in the same pass.
 
-The Rust core (``_core.Unpacker``) does the work: it reads the archive (inflating our
-gzip blocks on every core), refuses members that would land outside DEST, and rewrites
-the files conda-unpack's records name for DEST before it writes them. This module finds
-those records, stages the extraction in a directory beside DEST (renamed to DEST at the
-end, so an error or Ctrl-C leaves nothing half-made), and records the new prefix the way
-``bin/conda-unpack`` does, so that a later conda-unpack, or the startup hook, finds
-nothing left to do.
+The Rust core (``_core.Unpacker``) does the work: it reads the archive (decompressing our
+gzip blocks and zstd frames on every core), refuses members that would land outside DEST,
+and rewrites the files conda-unpack's records name for DEST before it writes them. This
+module finds those records, stages the extraction in a directory beside DEST (renamed to
+DEST at the end, so an error or Ctrl-C leaves nothing half-made), and records the new
+prefix the way ``bin/conda-unpack`` does, so that a later conda-unpack, or the startup
+hook, finds nothing left to do.
 """
 
 from __future__ import annotations

@@ -57,13 +57,24 @@ impl<C: Codec, M: Send + 'static, R: Send + 'static> Pipeline<C, M, R> {
     where
         F: FnOnce(&Receiver<Ticket<C::Out, M>>) -> io::Result<R> + Send + 'static,
     {
-        let threads = threads.max(1);
-        let codec = Arc::new(codec);
-        let (jobs, job_rx) = bounded::<Job<C::Out>>(threads * 2);
         // Enough blocks in flight to keep every worker busy, no more: each is 1 MiB in
         // and up to 1 MiB out.
-        let (order, order_rx) = bounded::<Ticket<C::Out, M>>(threads * 3);
-        let spare = bounded::<Vec<u8>>(threads * 2);
+        let threads = threads.max(1);
+        Self::with_depth(codec, threads, threads * 2, cancel, consume)
+    }
+
+    /// [`Pipeline::new`] with `depth` blocks queued for the workers besides those being
+    /// compressed: fewer for large blocks, which keep a worker busy longer.
+    pub fn with_depth<F>(codec: C, threads: usize, depth: usize, cancel: Cancel, consume: F) -> Self
+    where
+        F: FnOnce(&Receiver<Ticket<C::Out, M>>) -> io::Result<R> + Send + 'static,
+    {
+        let threads = threads.max(1);
+        let depth = depth.max(1);
+        let codec = Arc::new(codec);
+        let (jobs, job_rx) = bounded::<Job<C::Out>>(depth);
+        let (order, order_rx) = bounded::<Ticket<C::Out, M>>(threads + depth);
+        let spare = bounded::<Vec<u8>>(depth);
         let workers = (0..threads)
             .map(|i| {
                 let job_rx = job_rx.clone();

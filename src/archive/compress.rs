@@ -6,8 +6,9 @@ use super::blockindex::BlockIndex;
 use super::blocks::{wait, Codec, Pipeline, Ticket};
 use super::deflate;
 use super::gather::GatherWriter;
+use super::seektable;
 use super::xz::XzWriter;
-use super::zstd::ZstdWriter;
+use super::zstd::{frame_size, Frames};
 use crate::error::Cancel;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -30,7 +31,6 @@ pub enum Compression {
 pub enum Encoder {
     Plain(GatherWriter),
     Blocks(BlockWriter),
-    Zstd(ZstdWriter),
     Xz(XzWriter),
 }
 
@@ -60,7 +60,7 @@ impl Encoder {
                 Encoder::Blocks(BlockWriter::bzip2(out(file), level, threads, cancel))
             }
             Compression::Zstd(level) => {
-                Encoder::Zstd(ZstdWriter::new(out(file), level, threads, cancel)?)
+                Encoder::Blocks(BlockWriter::zstd(out(file), level, threads, cancel))
             }
             Compression::Xz(level) => {
                 Encoder::Xz(XzWriter::new(out(file), level, threads, cancel)?)
@@ -69,13 +69,15 @@ impl Encoder {
     }
 
     /// Note that the archive's generated files begin at uncompressed offset `at`: the
-    /// gzip block index records it, so that an unpacker can read them first.
+    /// gzip block index and the zstd seek table record it, so that an unpacker can read
+    /// them first.
     pub fn mark_tail(&mut self, at: u64) -> io::Result<()> {
         match self {
-            Encoder::Blocks(BlockWriter {
-                kind: BlockKind::Gzip(p),
-                ..
-            }) => p.mark(at),
+            Encoder::Blocks(BlockWriter { kind, .. }) => match kind {
+                BlockKind::Gzip(p) => p.mark(at),
+                BlockKind::Zstd(p) => p.mark(at),
+                BlockKind::Bzip2(_) => Ok(()),
+            },
             _ => Ok(()),
         }
     }
@@ -85,18 +87,16 @@ impl Encoder {
         let mut file = match self {
             Encoder::Plain(w) => return w.into_inner()?.flush(),
             Encoder::Blocks(b) => b.finish()?,
-            Encoder::Zstd(e) => e.finish()?,
             Encoder::Xz(e) => e.finish()?,
         };
         file.flush()
     }
 
-    /// Write `bytes`, taking the buffer over: a plain stream writes it without copying and
-    /// zstd compresses it where it is; either way it goes back to the buffer pool.
+    /// Write `bytes`, taking the buffer over: a plain stream writes it without copying;
+    /// either way it goes back to the buffer pool.
     pub fn put_owned(&mut self, bytes: Vec<u8>) -> io::Result<()> {
         match self {
             Encoder::Plain(w) => w.put_owned(bytes),
-            Encoder::Zstd(z) => z.put_owned(bytes),
             _ => {
                 self.write_all(&bytes)?;
                 crate::buffers::give(bytes);
@@ -111,7 +111,6 @@ impl Write for Encoder {
         match self {
             Encoder::Plain(w) => w.write(buf),
             Encoder::Blocks(b) => b.write(buf),
-            Encoder::Zstd(e) => e.write(buf),
             Encoder::Xz(e) => e.write(buf),
         }
     }
@@ -120,7 +119,6 @@ impl Write for Encoder {
         match self {
             Encoder::Plain(w) => w.write_all(buf),
             Encoder::Blocks(b) => b.write_all(buf),
-            Encoder::Zstd(e) => e.write_all(buf),
             Encoder::Xz(e) => e.write_all(buf),
         }
     }
@@ -176,6 +174,8 @@ enum BlockKind {
     /// Marks: where the archive's generated files begin (uncompressed), for the index.
     Gzip(Pipeline<Deflate, u64, BufWriter<File>>),
     Bzip2(Pipeline<Bzip2Block, (), BufWriter<File>>),
+    /// Marks as for gzip, for the seek table.
+    Zstd(Pipeline<Frames, u64, BufWriter<File>>),
 }
 
 /// A `Write` that cuts its input into blocks for a [`Pipeline`].
@@ -238,6 +238,35 @@ impl BlockWriter {
         BlockWriter::with(BlockKind::Bzip2(pipe), level as usize * 100_000)
     }
 
+    /// One zstd frame per block, then our skippable frame and the seek table.
+    fn zstd(out: BufWriter<File>, level: i32, threads: usize, cancel: Cancel) -> BlockWriter {
+        let frame = frame_size(level);
+        let codec = Frames::new(level, cancel.clone(), threads + 2);
+        let recycle = codec.recycler();
+        // A frame keeps a worker busy for a while: about 16 MiB queued for the workers
+        // keeps them busy (two frames at the fast levels, one above).
+        let depth = (16 << 20) / frame;
+        let pipe = Pipeline::with_depth(codec, threads, depth, cancel, move |rx| {
+            let mut out = out;
+            let mut entries = Vec::new();
+            let mut tail = None;
+            for ticket in rx {
+                match ticket {
+                    Ticket::Block(r) => {
+                        let f = wait(r)?;
+                        entries.push((f.bytes.len() as u32, f.len, f.checksum));
+                        out.write_all(&f.bytes)?;
+                        let _ = recycle.try_send(f.bytes);
+                    }
+                    Ticket::Mark(t) => tail = Some(t),
+                }
+            }
+            out.write_all(&seektable::trailer(&entries, tail))?;
+            Ok(out)
+        });
+        BlockWriter::with(BlockKind::Zstd(pipe), frame)
+    }
+
     fn with(kind: BlockKind, block_size: usize) -> BlockWriter {
         BlockWriter {
             kind,
@@ -250,11 +279,13 @@ impl BlockWriter {
         let next = match &self.kind {
             BlockKind::Gzip(p) => p.buffer(self.block_size),
             BlockKind::Bzip2(p) => p.buffer(self.block_size),
+            BlockKind::Zstd(p) => p.buffer(self.block_size),
         };
         let block = std::mem::replace(&mut self.block, next);
         match &self.kind {
             BlockKind::Gzip(p) => p.submit(block),
             BlockKind::Bzip2(p) => p.submit(block),
+            BlockKind::Zstd(p) => p.submit(block),
         }
     }
 
@@ -265,6 +296,7 @@ impl BlockWriter {
         match self.kind {
             BlockKind::Gzip(p) => p.finish(),
             BlockKind::Bzip2(p) => p.finish(),
+            BlockKind::Zstd(p) => p.finish(),
         }
     }
 }
@@ -353,5 +385,75 @@ mod tests {
             };
             assert_eq!(back, data, "{c:?}");
         }
+    }
+
+    /// Text with some variety, `len` bytes: several frames' worth compresses fast.
+    fn long_sample(len: usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(len + 100);
+        let mut i = 0u64;
+        while v.len() < len {
+            let x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+            v.extend_from_slice(
+                format!("{i} {x:x} lib/python3.12/site-packages/{}\n", x % 89).as_bytes(),
+            );
+            i += 1;
+        }
+        v.truncate(len);
+        v
+    }
+
+    #[test]
+    fn zstd_is_independent_frames_then_a_seek_table_that_libzstd_reads() {
+        let frame = frame_size(3);
+        let data = long_sample(2 * frame + 12_345);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.zst");
+        let encode = |threads| {
+            let cancel = Cancel::default();
+            let file = File::create(&path).unwrap();
+            let mut enc = Encoder::new(file, Compression::Zstd(3), threads, &cancel).unwrap();
+            enc.write_all(&data[..frame + 1000]).unwrap();
+            enc.mark_tail(frame as u64 + 1000).unwrap();
+            enc.write_all(&data[frame + 1000..]).unwrap();
+            enc.finish().unwrap();
+            std::fs::read(&path).unwrap()
+        };
+        let one = encode(1);
+        let archive = encode(3);
+        assert!(archive == one, "the archive depends on the thread count");
+
+        // Our reading of the table: three frames, our skippable frame, the tail.
+        let file = File::open(&path).unwrap();
+        let table = seektable::SeekTable::find(&file, archive.len() as u64)
+            .unwrap()
+            .unwrap();
+        let sizes: Vec<u32> = table.frames.iter().map(|f| f.dsize).collect();
+        assert_eq!(sizes, [frame as u32, frame as u32, 12_345, 0]);
+        assert_eq!(table.tail, Some(frame as u64 + 1000));
+        assert_eq!(table.total, data.len() as u64);
+
+        // libzstd's reader of the seekable format: the same frames, and it seeks.
+        let mut s = zstd_safe::seekable::Seekable::create();
+        s.init_buff(&archive).unwrap();
+        assert_eq!(s.num_frames(), 4);
+        for (i, f) in table.frames.iter().enumerate() {
+            assert_eq!(s.frame_compressed_offset(i as u32).unwrap(), f.at);
+            assert_eq!(
+                s.frame_decompressed_size(i as u32).unwrap(),
+                f.dsize as usize
+            );
+        }
+        let at = frame as u64 - 500;
+        let mut part = vec![0u8; 70_000];
+        let n = s.decompress(&mut part[..], at).unwrap();
+        assert_eq!(&part[..n], &data[at as usize..at as usize + n]);
+        let mut whole = vec![0u8; data.len()];
+        let mut done = 0;
+        while done < whole.len() {
+            done += s.decompress(&mut whole[done..], done as u64).unwrap();
+        }
+        assert!(whole == data);
+        // And the zstd crate's streaming decoder reads it all as one stream.
+        assert!(zstd::decode_all(&archive[..]).unwrap() == data);
     }
 }

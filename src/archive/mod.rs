@@ -6,6 +6,7 @@ mod compress;
 mod deflate;
 mod dir;
 mod gather;
+pub mod seektable;
 mod tar;
 mod xz;
 mod zip;

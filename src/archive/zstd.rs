@@ -1,69 +1,68 @@
-//! zstd output, multithreaded, through libzstd's streaming API.
+//! zstd output: the stream cut into frames compressed independently on our own workers
+//! (the block pipeline of `blocks.rs`, as for gzip), then a seek table (`seektable.rs`)
+//! that lets `conda-pack unpack` decode the frames on every core. Every zstd reader reads
+//! the frames one after the other as one stream and skips the table.
 //!
-//! The `zstd` crate's writer cannot set libzstd's experimental parameters, and one matters
-//! here: libzstd 1.5.7 (the bundled one) splits blocks ahead of compression at the fast
-//! levels, which on conda environments costs ~15% more CPU for ~2% less output at level 3.
-//! We turn that pre-splitter off, so a level means what it meant in zstd 1.5.4 and
-//! earlier (the `zstd` command of most systems): `-3` here runs as fast as `zstd -3` there,
-//! and its output is as large.
+//! Frames are cut at fixed uncompressed sizes and each is compressed the same way whatever
+//! thread takes it, so the archive is the same for every worker count. A frame starts
+//! with no history, which costs ratio: the frame size is a multiple of the level's window
+//! ([`frame_size`]), so the matches lost at frame starts are a small share: at level 3,
+//! 8 MiB frames come out 0.25% larger than libzstd's multithreaded mode, which carries
+//! part of a window into each of its 8 MiB jobs (figures at [`MIN_FRAME`]).
 //!
-//! libzstd is called on a thread of its own, fed whole buffers: a call may wait seconds
-//! for its workers (at level 22 a job loads megabytes of history before it yields any
-//! output), and nothing stops a job in flight. A cancelled pack leaves that thread behind
-//! instead of waiting: it frees the context once libzstd returns, or the process exits
-//! first, as the command line does after a Ctrl-C.
+//! libzstd 1.5.7 (the bundled one) splits blocks ahead of compression at the fast levels,
+//! which on conda environments costs ~15% more CPU for ~2% less output at level 3. We turn
+//! that pre-splitter off, so a level means what it meant in zstd 1.5.4 and earlier (the
+//! `zstd` command of most systems): `-3` here runs as fast as `zstd -3` there, and its
+//! output is as large.
+//!
+//! A frame is fed to libzstd a slice at a time, and the stop flag is looked at between
+//! slices: at level 22 a slice takes a tenth of a second, where a whole frame takes many
+//! seconds. So a cancelled pack stops within a second at every level.
 
-use crate::buffers;
-use crate::error::{cancelled_io, Cancel};
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, SendTimeoutError, Sender};
+use super::blocks::Codec;
+use crate::error::Cancel;
+use crossbeam_channel::{bounded, Receiver, Sender};
+use std::cell::RefCell;
 use std::ffi::CStr;
-use std::fs::File;
-use std::io::{self, BufWriter, Write};
-use std::time::Duration;
+use std::io;
 use zstd::zstd_safe::zstd_sys as sys;
 
-/// Each worker's job: zstd's own size at level 3 (4 windows), set rather than left to
-/// the level so that the output is the same for every worker count. Each job re-reads a
-/// window's tail before its start, so smaller jobs cost more: 4 MiB jobs had saved ~20 MB
-/// of peak RSS but took 5-8% more CPU on the 3 GB benchmark env (`tar | zstd -T2 -3`,
-/// which we are measured against, uses 8 MiB).
-const JOB_SIZE: i32 = 8 << 20;
 /// `ZSTD_c_blockSplitterLevel`'s "no splitting".
 const NO_PRE_SPLIT: i32 = 1;
+/// Input handed to libzstd per call, between looks at the stop flag: two blocks.
+const SLICE: usize = 256 << 10;
+/// Frame sizes: four windows of the level, within these bounds (8 MiB up to level 8,
+/// 16 MiB up to 16, 32 MiB above). At level 3 that is 8 MiB, the job size libzstd's
+/// multithreaded mode uses. Larger frames lose less at their starts but hold more memory
+/// (a few are in flight), measured:
+///
+/// - level 3, the 3 GB benchmark env: 8 MiB frames 1,082.5 MB, 0.25% more than the single
+///   frame of libzstd's multithreaded mode (1,079.8 MB) and 0.13% less than `zstd -T2 -3`
+///   (1,083.9 MB); 16 MiB frames 1,079.5 MB, but a peak RSS of 158-190 MiB instead of
+///   113-126 MiB;
+/// - level 19, the 0.3 GB env: 32 MiB frames 1.1% more than libzstd's multithreaded mode
+///   (64 MiB: 0.6% more), in 70 s instead of 112 s (its jobs re-read a window of history
+///   each), with a peak RSS of 405 MiB instead of 266 (64 MiB: 594).
+const MIN_FRAME: usize = 8 << 20;
+const MAX_FRAME: usize = 32 << 20;
 
-/// Bytes gathered from small writes before they go to the compressing thread.
-const STAGE: usize = 1 << 20;
-/// How often a writer waiting for the compressing thread looks at the stop flag.
-const POLL: Duration = Duration::from_millis(100);
-
-enum Piece {
-    Data(Vec<u8>),
-    /// The stream is complete: end the frame. A channel closed without it is abandoned.
-    End,
-}
-
-/// A libzstd context, owned by one thread at a time.
-struct Context(*mut sys::ZSTD_CCtx);
-
-// SAFETY: the context has one owner at a time and libzstd does not tie it to the thread
-// that created it.
-unsafe impl Send for Context {}
-
-impl Drop for Context {
-    fn drop(&mut self) {
-        // SAFETY: created by ZSTD_createCCtx, freed once, here; this also joins its
-        // workers (after their running jobs).
-        unsafe { sys::ZSTD_freeCCtx(self.0) };
+/// The window log libzstd uses at `level` for inputs larger than 256 KiB (its table of
+/// default parameters, `lib/compress/clevels.h`); level 0 is its default, 3.
+fn window_log(level: i32) -> u32 {
+    const LOGS: [u32; 23] = [
+        21, 19, 20, 21, 21, 21, 21, 21, 21, 22, 22, 22, 22, 22, 22, 22, 22, 23, 23, 23, 25, 26, 27,
+    ];
+    if level < 0 {
+        19
+    } else {
+        LOGS[level.min(22) as usize]
     }
 }
 
-pub struct ZstdWriter {
-    /// None once finished or failed.
-    pieces: Option<Sender<Piece>>,
-    /// The compressing thread's result: the file, or why it stopped.
-    done: Receiver<io::Result<BufWriter<File>>>,
-    staged: Vec<u8>,
-    cancel: Cancel,
+/// Uncompressed bytes per frame at `level`.
+pub fn frame_size(level: i32) -> usize {
+    (4usize << window_log(level)).clamp(MIN_FRAME, MAX_FRAME)
 }
 
 fn check(code: usize) -> io::Result<usize> {
@@ -80,206 +79,244 @@ fn check(code: usize) -> io::Result<usize> {
     Ok(code)
 }
 
-impl ZstdWriter {
-    pub fn new(
-        out: BufWriter<File>,
-        level: i32,
-        threads: usize,
-        cancel: Cancel,
-    ) -> io::Result<ZstdWriter> {
+/// A compressed frame: its bytes, uncompressed length and checksum (the low 32 bits of
+/// the XXH64 of its content, which the frame ends with).
+pub struct Compressed {
+    pub bytes: Vec<u8>,
+    pub len: u32,
+    pub checksum: u32,
+}
+
+/// One frame per block, at `level`; `cancel` is looked at between slices of a frame.
+pub struct Frames {
+    level: i32,
+    cancel: Cancel,
+    /// Emptied output buffers, back from the writer: each is megabytes, larger than the
+    /// buffer pool keeps, and a fresh one is faulted in page by page (a third more page
+    /// faults for the whole pack when every frame had a new one).
+    spare: (Sender<Vec<u8>>, Receiver<Vec<u8>>),
+}
+
+impl Frames {
+    /// Up to `keep` output buffers are kept for reuse.
+    pub fn new(level: i32, cancel: Cancel, keep: usize) -> Frames {
+        Frames {
+            level,
+            cancel,
+            spare: bounded(keep),
+        }
+    }
+
+    /// Where a frame's bytes go once written (see [`Frames::spare`]).
+    pub fn recycler(&self) -> Sender<Vec<u8>> {
+        self.spare.0.clone()
+    }
+}
+
+impl Codec for Frames {
+    type Out = Compressed;
+
+    fn compress(&self, data: &[u8]) -> io::Result<Compressed> {
+        let out = match self.spare.1.try_recv() {
+            Ok(mut v) => {
+                v.clear();
+                v
+            }
+            Err(_) => Vec::with_capacity(data.len() / 2 + (64 << 10)),
+        };
+        with_context(self.level, |c| c.frame(data, out, &self.cancel))
+    }
+}
+
+/// A libzstd compression context set up for one level, single-threaded.
+struct Context {
+    raw: *mut sys::ZSTD_CCtx,
+    level: i32,
+}
+
+impl Context {
+    fn new(level: i32) -> io::Result<Context> {
         // SAFETY: creating a context has no preconditions; null means out of memory.
-        let ctx = Context(unsafe { sys::ZSTD_createCCtx() });
-        if ctx.0.is_null() {
+        let raw = unsafe { sys::ZSTD_createCCtx() };
+        if raw.is_null() {
             return Err(io::Error::other(
                 "zstd: cannot allocate a compression context",
             ));
         }
+        let ctx = Context { raw, level };
         use sys::ZSTD_cParameter::*;
-        // Always the multithreaded mode, even with one worker: its output does not depend
-        // on the worker count, unlike the single-threaded mode's.
         for (param, value) in [
             (ZSTD_c_compressionLevel, level),
             (ZSTD_c_checksumFlag, 1),
-            (ZSTD_c_nbWorkers, threads.max(1) as i32),
-            (ZSTD_c_jobSize, JOB_SIZE),
+            (ZSTD_c_contentSizeFlag, 1),
             (ZSTD_c_experimentalParam20, NO_PRE_SPLIT),
+            // ZSTD_c_stableInBuffer: libzstd reads the frame where it is instead of
+            // copying it into a buffer of its own.
+            (ZSTD_c_experimentalParam9, 1),
         ] {
-            // SAFETY: `ctx` is live; libzstd validates the value.
-            check(unsafe { sys::ZSTD_CCtx_setParameter(ctx.0, param, value) })?;
+            // SAFETY: `raw` is live; libzstd validates the value.
+            check(unsafe { sys::ZSTD_CCtx_setParameter(raw, param, value) })?;
         }
-        // Two buffers queued: the compressing thread never waits for the next one while
-        // the writer fills it.
-        let (pieces, queue) = bounded::<Piece>(2);
-        let (report, done) = bounded(1);
-        let stop = cancel.clone();
-        std::thread::Builder::new()
-            .name("conda-pack-zstd".into())
-            .spawn(move || {
-                let _ = report.send(compress(ctx, out, &queue, &stop));
-            })?;
-        Ok(ZstdWriter {
-            pieces: Some(pieces),
-            done,
-            staged: buffers::take(STAGE),
-            cancel,
-        })
+        Ok(ctx)
     }
 
-    /// Hand `piece` to the compressing thread, waiting while it is busy unless the pack
-    /// is cancelled; if that thread has stopped, its error.
-    fn send(&mut self, mut piece: Piece) -> io::Result<()> {
-        loop {
-            self.cancel.check_io()?;
-            let Some(tx) = &self.pieces else {
-                return Err(io::Error::other("zstd: the stream has ended"));
-            };
-            match tx.send_timeout(piece, POLL) {
-                Ok(()) => return Ok(()),
-                Err(SendTimeoutError::Timeout(p)) => piece = p,
-                Err(SendTimeoutError::Disconnected(_)) => {
-                    self.pieces = None;
-                    return Err(self.outcome().err().unwrap_or_else(|| {
-                        io::Error::other("zstd: the compressing thread stopped")
-                    }));
-                }
-            }
+    /// `data` as one frame, into `out` (empty).
+    fn frame(&mut self, data: &[u8], mut out: Vec<u8>, cancel: &Cancel) -> io::Result<Compressed> {
+        // SAFETY: `raw` is live; these only reset the frame state and set its size.
+        unsafe {
+            check(sys::ZSTD_CCtx_reset(
+                self.raw,
+                sys::ZSTD_ResetDirective::ZSTD_reset_session_only,
+            ))?;
+            check(sys::ZSTD_CCtx_setPledgedSrcSize(
+                self.raw,
+                data.len() as u64,
+            ))?;
         }
-    }
-
-    fn send_staged(&mut self) -> io::Result<()> {
-        if self.staged.is_empty() {
-            return Ok(());
-        }
-        let full = std::mem::replace(&mut self.staged, buffers::take(STAGE));
-        self.send(Piece::Data(full))
-    }
-
-    /// The compressing thread's result, waited for unless the pack is cancelled.
-    fn outcome(&self) -> io::Result<BufWriter<File>> {
-        loop {
-            self.cancel.check_io()?;
-            match self.done.recv_timeout(POLL) {
-                Ok(result) => return result,
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Err(io::Error::other("zstd: the compressing thread panicked"))
-                }
-            }
-        }
-    }
-
-    /// Write `bytes`, taking the buffer over (no copy).
-    pub fn put_owned(&mut self, bytes: Vec<u8>) -> io::Result<()> {
-        if bytes.len() < STAGE / 16 {
-            self.write_all(&bytes)?;
-            buffers::give(bytes);
-            return Ok(());
-        }
-        self.send_staged()?;
-        self.send(Piece::Data(bytes))
-    }
-
-    /// End the frame and hand back the file.
-    pub fn finish(mut self) -> io::Result<BufWriter<File>> {
-        self.send_staged()?;
-        self.send(Piece::End)?;
-        self.pieces = None;
-        self.outcome()
-    }
-}
-
-impl Write for ZstdWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = (STAGE - self.staged.len()).min(buf.len());
-        self.staged.extend_from_slice(&buf[..n]);
-        if self.staged.len() == STAGE {
-            self.send_staged()?;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Drop for ZstdWriter {
-    fn drop(&mut self) {
-        buffers::give(std::mem::take(&mut self.staged));
-    }
-}
-
-/// The compressing thread: each piece through libzstd into `out`, then the frame's end.
-/// Returns early, abandoning the frame, when the pack is cancelled or the writer goes away
-/// without ending the stream.
-fn compress(
-    ctx: Context,
-    mut out: BufWriter<File>,
-    pieces: &Receiver<Piece>,
-    cancel: &Cancel,
-) -> io::Result<BufWriter<File>> {
-    // SAFETY: pure function.
-    let mut buffer = vec![0u8; unsafe { sys::ZSTD_CStreamOutSize() }];
-    loop {
-        let (data, mode) = match pieces.recv() {
-            Ok(Piece::Data(d)) => (d, sys::ZSTD_EndDirective::ZSTD_e_continue),
-            Ok(Piece::End) => (Vec::new(), sys::ZSTD_EndDirective::ZSTD_e_end),
-            Err(_) => return Err(cancelled_io()),
-        };
+        // With a stable input buffer the same buffer is passed every time, its size
+        // growing by a slice per call.
         let mut input = sys::ZSTD_inBuffer {
             src: data.as_ptr().cast(),
-            size: data.len(),
+            size: 0,
             pos: 0,
         };
         loop {
-            // libzstd returns from a call that waits on its workers each time one has
-            // compressed another 512 KiB (more at the ultra levels).
             cancel.check_io()?;
-            let mut output = sys::ZSTD_outBuffer {
-                dst: buffer.as_mut_ptr().cast(),
-                size: buffer.len(),
-                pos: 0,
+            input.size = (input.size + SLICE).min(data.len());
+            let mode = if input.size == data.len() {
+                sys::ZSTD_EndDirective::ZSTD_e_end
+            } else {
+                sys::ZSTD_EndDirective::ZSTD_e_continue
             };
-            // SAFETY: both buffers point at live memory of the sizes given.
-            let left =
-                check(unsafe { sys::ZSTD_compressStream2(ctx.0, &mut output, &mut input, mode) })?;
-            out.write_all(&buffer[..output.pos])?;
-            let finished = match mode {
-                sys::ZSTD_EndDirective::ZSTD_e_end => left == 0,
-                _ => input.pos == input.size,
-            };
-            if finished {
+            loop {
+                if out.capacity() - out.len() < SLICE {
+                    out.reserve(SLICE.max(out.capacity() / 2));
+                }
+                let mut output = sys::ZSTD_outBuffer {
+                    dst: out.as_mut_ptr().cast(),
+                    size: out.capacity(),
+                    pos: out.len(),
+                };
+                // SAFETY: `input` points into `data` (live, unchanged between calls, as
+                // the stable-input mode requires) and `output` at `out`'s capacity.
+                let left = check(unsafe {
+                    sys::ZSTD_compressStream2(self.raw, &mut output, &mut input, mode)
+                })?;
+                // SAFETY: libzstd wrote the bytes up to `output.pos`.
+                unsafe { out.set_len(output.pos) };
+                let done = match mode {
+                    sys::ZSTD_EndDirective::ZSTD_e_end => left == 0,
+                    _ => input.pos == input.size,
+                };
+                if done {
+                    break;
+                }
+            }
+            if input.size == data.len() {
                 break;
             }
         }
-        if let sys::ZSTD_EndDirective::ZSTD_e_end = mode {
-            return Ok(out);
-        }
-        buffers::give(data);
+        let checksum = u32::from_le_bytes(out[out.len() - 4..].try_into().expect("4 bytes"));
+        Ok(Compressed {
+            bytes: out,
+            len: data.len() as u32,
+            checksum,
+        })
     }
+}
+
+impl Drop for Context {
+    fn drop(&mut self) {
+        // SAFETY: created by ZSTD_createCCtx, freed once, here.
+        unsafe { sys::ZSTD_freeCCtx(self.raw) };
+    }
+}
+
+/// Run `f` with this thread's context for `level` (one per worker and level, not per
+/// frame: each holds the level's match-finder tables).
+fn with_context<T>(level: i32, f: impl FnOnce(&mut Context) -> io::Result<T>) -> io::Result<T> {
+    thread_local! {
+        static CONTEXTS: RefCell<Vec<Context>> = const { RefCell::new(Vec::new()) };
+    }
+    CONTEXTS.with(|cell| {
+        let mut all = cell.borrow_mut();
+        let i = match all.iter().position(|c| c.level == level) {
+            Some(i) => i,
+            None => {
+                all.push(Context::new(level)?);
+                all.len() - 1
+            }
+        };
+        f(&mut all[i])
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
-    #[test]
-    fn a_cancelled_stream_stops_without_waiting_for_its_jobs() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = File::create(dir.path().join("out.zst")).unwrap();
-        let cancel = Cancel::default();
-        let mut w = ZstdWriter::new(BufWriter::new(file), 22, 1, cancel.clone()).unwrap();
-        // Seconds of work for one worker at level 22.
+    fn sample(len: usize) -> Vec<u8> {
         let mut data = Vec::new();
-        for i in 0..600_000u32 {
+        let mut i = 0u32;
+        while data.len() < len {
             data.extend_from_slice(
                 format!("{} of a conda environment {}\n", i, i % 997).as_bytes(),
             );
+            i += 1;
         }
+        data.truncate(len);
+        data
+    }
+
+    #[test]
+    fn a_frame_is_one_whole_zstd_frame_with_its_size_and_checksum() {
+        for len in [0, 1, 1000, SLICE, SLICE + 1, 3 * SLICE + 17] {
+            let data = sample(len);
+            let codec = Frames::new(3, Cancel::default(), 1);
+            let c = codec.compress(&data).unwrap();
+            assert_eq!(c.len as usize, len);
+            // SAFETY: the buffer holds what it says.
+            let size =
+                unsafe { sys::ZSTD_getFrameContentSize(c.bytes.as_ptr().cast(), c.bytes.len()) };
+            assert_eq!(size, len as u64);
+            let found = unsafe {
+                sys::ZSTD_findFrameCompressedSize(c.bytes.as_ptr().cast(), c.bytes.len())
+            };
+            assert_eq!(found, c.bytes.len());
+            assert_eq!(zstd::decode_all(&c.bytes[..]).unwrap(), data);
+            // The same again, from the same thread's context.
+            assert_eq!(codec.compress(&data).unwrap().bytes, c.bytes);
+            // A corrupted checksum is noticed by the decoder.
+            let mut bad = c.bytes.clone();
+            let n = bad.len();
+            bad[n - 1] ^= 1;
+            assert!(zstd::decode_all(&bad[..]).is_err());
+            let _ = c.checksum;
+        }
+    }
+
+    #[test]
+    fn frames_grow_with_the_window() {
+        assert_eq!(frame_size(3), 8 << 20);
+        assert_eq!(frame_size(-5), 8 << 20);
+        assert_eq!(frame_size(0), 8 << 20);
+        assert_eq!(frame_size(8), 8 << 20);
+        assert_eq!(frame_size(9), 16 << 20);
+        assert_eq!(frame_size(19), 32 << 20);
+        assert_eq!(frame_size(22), 32 << 20);
+    }
+
+    #[test]
+    fn a_cancelled_frame_stops_between_slices() {
+        // Many seconds of work at level 22.
+        let data = sample(24 << 20);
+        let cancel = Cancel::default();
+        let codec = Frames::new(22, cancel.clone(), 1);
         let stopper = cancel.after(300);
-        let result = w.write_all(&data).and_then(|()| w.finish().map(|_| ()));
+        let result = codec.compress(&data);
         let asked = stopper.join().unwrap();
-        assert!(crate::error::is_cancelled_io(&result.unwrap_err()));
+        assert!(crate::error::is_cancelled_io(&result.err().unwrap()));
         assert!(
             asked.elapsed() < Duration::from_millis(400),
             "{:?}",
