@@ -6,8 +6,9 @@ a tar.gz of the same settings (the installer's payload).
 Before every measured command, ``sync`` (untimed) writes out what came before it, so that
 no tool pays for another's writeback; each round starts by removing both sides' trees and,
 on disk, waits a minute (``SETTLE``) so that neither pays for the removal either.
-Destinations of equal length, so that both sides rewrite prefixes of the same length. Only ours is timed by pytest-benchmark; both sides
-are recorded (wall, CPU, peak RSS) in the results.
+Destinations of equal length, so that both sides rewrite prefixes of the same length.
+Only ours is timed by pytest-benchmark; both sides are recorded (wall, CPU, peak RSS) in
+the results.
 
 Our tar.gz and tar.zst cases run again with both sides extracting into a tmpfs
 (``BENCH_RECEIVE_TMPFS``, see conftest.py): there the disk is out of the way, and what is
