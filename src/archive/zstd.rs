@@ -317,8 +317,10 @@ mod tests {
         let result = codec.compress(&data);
         let asked = stopper.join().unwrap();
         assert!(crate::error::is_cancelled_io(&result.err().unwrap()));
+        // The promise is Ctrl-C within a second; a slice at level 22 takes ~0.1 s in a
+        // release build and ~0.6 s in a debug one (libzstd unoptimised), on a busy machine.
         assert!(
-            asked.elapsed() < Duration::from_millis(400),
+            asked.elapsed() < Duration::from_millis(1000),
             "{:?}",
             asked.elapsed()
         );
