@@ -226,6 +226,33 @@ pub fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
     }
 }
 
+/// Fill `buf` from `offset` of `file`. On Windows this moves the file's cursor: only for
+/// files read this way alone.
+pub fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileExt;
+        file.read_exact_at(buf, offset)
+    }
+    #[cfg(windows)]
+    {
+        use std::os::windows::fs::FileExt;
+        let (mut done, mut at) = (0, offset);
+        while done < buf.len() {
+            match file.seek_read(&mut buf[done..], at) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => {
+                    done += n;
+                    at += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One read of `file` into `buf`, which need not be initialised; how many bytes arrived.
 pub fn read_uninit(file: &File, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
     #[cfg(unix)]

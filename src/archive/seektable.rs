@@ -29,10 +29,10 @@
 //!
 //! All fields little-endian. A reader finds the table from the end of the file alone.
 
+use crate::host;
 use crate::le::{u32_at, u64_at};
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 
 /// The magic of a skippable frame is `0x184D2A50..=0x184D2A5F`.
 const SKIPPABLE_MASK: u32 = 0xFFFF_FFF0;
@@ -135,7 +135,7 @@ impl SeekTable {
             return Ok(None);
         }
         let mut footer = [0u8; FOOTER];
-        file.read_exact_at(&mut footer, len - FOOTER as u64)?;
+        host::read_exact_at(file, &mut footer, len - FOOTER as u64)?;
         if u32_at(&footer, 5) != SEEKABLE_FOOTER {
             return Ok(None);
         }
@@ -150,7 +150,7 @@ impl SeekTable {
         }
         let table_len = (count * size) as usize + 8 + FOOTER;
         let mut table = vec![0u8; table_len];
-        file.read_exact_at(&mut table, len - table_len as u64)?;
+        host::read_exact_at(file, &mut table, len - table_len as u64)?;
         if u32_at(&table, 0) != SEEK_TABLE || u32_at(&table, 4) as usize != table_len - 8 {
             return Err(damaged("its frame header does not match its frame count"));
         }
@@ -178,7 +178,7 @@ impl SeekTable {
         let tail = match frames.last() {
             Some(last) if last.csize as usize == OURS_LEN && last.dsize == 0 => {
                 let mut ours = [0u8; OURS_LEN];
-                file.read_exact_at(&mut ours, last.at)?;
+                host::read_exact_at(file, &mut ours, last.at)?;
                 Self::tail_of(&ours, total)?
             }
             _ => None,
