@@ -100,9 +100,11 @@ test-all: install-test
 
 # Benchmarks against conda-pack 0.9.2 and tar | pigz/zstd on 1 GB and 3 GB envs (about an hour
 # on 2 cores): writes benches/results.json and benches/RESULTS.md. Quick run, 1 GB env only:
-# `BENCH_SIZES=1 make bench`; other settings are listed in benches/conftest.py.
+# `BENCH_SIZES=1 make bench`; one file: `make bench BENCH_ARGS=benches/test_receive.py`;
+# other settings are listed in benches/conftest.py.
+BENCH_ARGS ?= benches
 bench: install-test
-	$(PYTHON) -m pytest benches -q --benchmark-only
+	$(PYTHON) -m pytest $(BENCH_ARGS) -q --benchmark-only
 
 # Style and types. The stub check imports the built core, so the package is (re)installed
 # from this checkout first: a no-op build once cargo's cache is warm, a release build (a

@@ -14,6 +14,11 @@ optional, from the environment:
 - ``BENCH_RESULTS``: the results JSON (default ``benches/results.json``); ``RESULTS.md`` and
   the plot ``pack-time.svg`` are written next to it when the session ends. Each run replaces
   them: one run, one machine; earlier runs are in git's history
+- ``BENCH_ADD=1``: add this run to the results JSON instead of replacing it. What this run
+  measures (a benchmark, env size and case) replaces that record; the rest stay, and each
+  record, table and target in ``RESULTS.md`` names the run it comes from, whose machine,
+  date, load and commit are listed at the top. For a part too long to run with the rest
+  (``BENCH_ADD=1 BENCH_SIZES=3 make bench BENCH_ARGS=benches/test_receive.py``)
 - ``BENCH_ALLOW_DEBUG=1``: run even if the installed extension is a debug build
 - ``BENCH_RECEIVE_TMPFS``: a directory on a tmpfs into which the receiving end's tar.gz and
   tar.zst cases also extract, so that the results show what the disk costs (default
@@ -49,6 +54,7 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 CACHE = Path(os.environ.get("BENCH_CACHE", "~/.cache/conda-pack-rs/bench")).expanduser()
 RESULTS = Path(os.environ.get("BENCH_RESULTS", REPO / "benches" / "results.json")).absolute()
 RECEIVE_TMPFS = os.environ.get("BENCH_RECEIVE_TMPFS", "/dev/shm")
+ADD = os.environ.get("BENCH_ADD") == "1"
 #: conda-pack 0.9.2 and what its tar.zst support imports (not one of its pip dependencies).
 CP092_REQUIREMENTS = ["conda-pack==0.9.2", "zstandard==0.25.0"]
 #: The snapshot of our package and its launcher (see the module docstring).
@@ -216,21 +222,25 @@ def workdir() -> Path:
 
 # -- results ---------------------------------------------------------------------------------
 class Results:
-    """Everything measured in this session, saved to ``RESULTS`` after every benchmark."""
+    """Everything measured in this session, saved to ``RESULTS`` after every benchmark. With
+    ``BENCH_ADD=1``, on top of what the file holds: ``meta`` stays the first run's, later
+    runs go to ``added_runs``, and records measured by one of them carry its number in
+    ``run`` (records without it are run 1's)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.data: dict = {
-            "meta": machine_info(),
-            "envs": {},
-            "pack": {},
-            "unpack": {},
-            "scan": {},
-            "startup": {},
-            "receive": {},
-        }
-        self.data["meta"]["started"] = now()
-        self.data["meta"]["loadavg_start"] = loadavg()
+        self.meta = machine_info()
+        self.meta["started"] = now()
+        self.meta["loadavg_start"] = loadavg()
+        self.run = 1
+        self.data: dict = {"meta": self.meta, "envs": {}}
+        if ADD and path.exists():
+            self.data = json.loads(path.read_text())
+            added = self.data.setdefault("added_runs", [])
+            added.append(self.meta)
+            self.run = 1 + len(added)
+        for section in ("pack", "unpack", "scan", "startup", "receive"):
+            self.data.setdefault(section, {})
 
     def add_env(self, env: ScaleEnv) -> None:
         self.data["envs"][env.key] = {
@@ -243,6 +253,8 @@ class Results:
     def record(self, section: str, env: ScaleEnv, name: str | None, value: dict) -> None:
         """Store ``value`` as ``section / env size [/ name]`` and save."""
         self.add_env(env)
+        if self.run > 1:
+            value = {**value, "run": self.run}
         if name is None:
             self.data[section][env.key] = value
         else:
@@ -270,11 +282,15 @@ def machine_info() -> dict:
     mem_kb = int(open("/proc/meminfo").readline().split()[1])
     commit = command_output(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
     dirty = command_output(["git", "-C", str(REPO), "status", "--porcelain", "--", "src", "python"])
+    # What pytest was asked to run (make bench's BENCH_ARGS), without its options.
+    args = [a for a in sys.argv[1:] if not a.startswith("-") and a != "no:cacheprovider"]
     return {
         "reproduce": "make bench  # = python -m pytest benches -q --benchmark-only",
         "settings": {
             "BENCH_SIZES": ",".join(size_key(s) for s in SIZES),
             "BENCH_ROUNDS": ROUNDS,
+            **({"BENCH_ADD": "1"} if ADD else {}),
+            **({"BENCH_ARGS": " ".join(args)} if args != ["benches"] else {}),
         },
         "argv": sys.argv,
         "nproc": os.cpu_count(),
@@ -311,8 +327,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def results() -> Results:
     res = Results(RESULTS)
     yield res
-    res.data["meta"]["finished"] = now()
-    res.data["meta"]["loadavg_end"] = loadavg()
+    res.meta["finished"] = now()
+    res.meta["loadavg_end"] = loadavg()
     res.save()
     import report
 
