@@ -38,6 +38,7 @@ import importlib.util
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -282,15 +283,21 @@ def machine_info() -> dict:
     mem_kb = int(open("/proc/meminfo").readline().split()[1])
     commit = command_output(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
     dirty = command_output(["git", "-C", str(REPO), "status", "--porcelain", "--", "src", "python"])
-    # What pytest was asked to run (make bench's BENCH_ARGS), without its options.
-    args = [a for a in sys.argv[1:] if not a.startswith("-") and a != "no:cacheprovider"]
+    # What pytest was asked to run (make bench's BENCH_ARGS): its arguments without the
+    # ones make bench always passes.
+    args, rest = [], iter(sys.argv[1:])
+    for arg in rest:
+        if arg == "-p":
+            next(rest, None)
+        elif arg not in ("-q", "--benchmark-only"):
+            args.append(arg)
     return {
         "reproduce": "make bench  # = python -m pytest benches -q --benchmark-only",
         "settings": {
             "BENCH_SIZES": ",".join(size_key(s) for s in SIZES),
             "BENCH_ROUNDS": ROUNDS,
             **({"BENCH_ADD": "1"} if ADD else {}),
-            **({"BENCH_ARGS": " ".join(args)} if args != ["benches"] else {}),
+            **({"BENCH_ARGS": shlex.join(args)} if args != ["benches"] else {}),
         },
         "argv": sys.argv,
         "nproc": os.cpu_count(),

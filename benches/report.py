@@ -6,6 +6,7 @@ python benches/report.py [results.json [RESULTS.md]]
 from __future__ import annotations
 
 import json
+import shlex
 import statistics
 import sys
 from pathlib import Path
@@ -477,9 +478,10 @@ def render(data: dict) -> str:
 
 def run_lines(meta: dict) -> list[str]:
     """How a run was started, and on what."""
-    settings = " ".join(f"{k}={v}" for k, v in meta["settings"].items())
+    settings = " ".join(f"{k}={sh_word(str(v))}" for k, v in meta["settings"].items())
+    args = meta["settings"].get("BENCH_ARGS", "benches")
     return [
-        f"Reproduce: `{settings} make bench` (runs `python -m pytest benches -q "
+        f"Reproduce: `{settings} make bench` (runs `python -m pytest {args} -q "
         "--benchmark-only`, which writes `benches/results.json` and this file; "
         "`python benches/report.py` re-renders it from the JSON).",
         "",
@@ -494,6 +496,13 @@ def run_lines(meta: dict) -> list[str]:
         "- Others: " + "; ".join(f"{k}: {v}" for k, v in meta["tools"].items()),
         "",
     ]
+
+
+def sh_word(value: str) -> str:
+    """``value`` as one word of a shell command, as readable as it can be."""
+    if shlex.quote(value) == value or any(c in value for c in '"$`\\!'):
+        return shlex.quote(value)
+    return f'"{value}"'
 
 
 def fmt_load(values: list[float] | None) -> str:
