@@ -1402,8 +1402,8 @@ class _Batch:
         return len(self.pending) >= BATCH_FILES or self.bytes >= BATCH_BYTES
 
     def write(self):
-        """Journal the batch, then write its files. On an error: ``(path, error)``, the
-        file being written put back whole; else None."""
+        """Journal the batch, then write its files. On an error: its message, the file
+        being written put back whole; else None."""
         pending, self.pending, self.bytes = self.pending, [], 0
         try:
             if not pending:
@@ -1411,7 +1411,7 @@ class _Batch:
             try:
                 self.journal.record([(w.job.path, w.size, w.undo) for w in pending])
             except OSError as e:
-                return "conda-meta/" + self.journal.name, e
+                return _os_message(e, "conda-meta/" + self.journal.name)
             for w in pending:
                 try:
                     for off, new in w.writes:
@@ -1421,7 +1421,7 @@ class _Batch:
                 except BaseException as e:
                     _restore(w.fd, w.undo, w.size)
                     if isinstance(e, OSError):
-                        return w.job.path, e
+                        return _os_message(e, w.job.path)
                     raise
                 _set_times(w.fd, w.st, w.keep)
             return None
@@ -1522,18 +1522,17 @@ def _work(jobs, relocation, report, stop):
             try:
                 changed += relocation.rewrite(job, batch)
             except (NoRoom, Failure, OSError) as e:
-                failed = batch.write()
-                return _os_message(failed[1], failed[0]) if failed else _message(job, e)
+                return batch.write() or _message(job, e)
             if batch.full():
                 failed = batch.write()
                 if failed:
-                    return _os_message(failed[1], failed[0])
+                    return failed
             if i % 64 == 63:
                 report(64, changed)
                 changed = 0
         failed = batch.write()
         if failed:
-            return _os_message(failed[1], failed[0])
+            return failed
         report(len(jobs) % 64, changed)
         return None
     finally:
