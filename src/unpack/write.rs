@@ -968,6 +968,9 @@ mod tests {
     use super::*;
     use std::collections::HashSet;
 
+    /// Which thread wrote each path.
+    type Seen = Arc<Mutex<Vec<(Vec<u8>, String)>>>;
+
     /// Each directory's files are written by one writer thread, and directories met in
     /// turn go to different writers.
     #[test]
@@ -982,7 +985,7 @@ mod tests {
         let counters = Arc::new(Counters::default());
         let mut ext =
             Extractor::new(plan, Cancel::default(), counters, PathBuf::from("a.tar")).unwrap();
-        let seen: Arc<Mutex<Vec<(Vec<u8>, String)>>> = Arc::default();
+        let seen: Seen = Arc::default();
         for d in ["a", "b", "a/c"] {
             for i in 0..40 {
                 let seen = Arc::clone(&seen);
