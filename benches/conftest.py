@@ -19,6 +19,8 @@ optional, from the environment:
   record, table and target in ``RESULTS.md`` names the run it comes from, whose machine,
   date, load and commit are listed at the top. For a part too long to run with the rest
   (``BENCH_ADD=1 BENCH_SIZES=3 make bench BENCH_ARGS=benches/test_receive.py``)
+- ``BENCH_SETTLE``: seconds the receiving end's disk cases wait after removing a round's
+  trees (default 365; see ``SETTLE`` in test_receive.py for why)
 - ``BENCH_ALLOW_DEBUG=1``: run even if the installed extension is a debug build
 - ``BENCH_RECEIVE_TMPFS``: a directory on a tmpfs into which the receiving end's tar.gz and
   tar.zst cases also extract, so that the results show what the disk costs (default
@@ -52,6 +54,8 @@ from tests.envfactory.cache import locked
 REPO = Path(__file__).resolve().parent.parent
 SIZES = [float(s) for s in os.environ.get("BENCH_SIZES", "1,3").split(",") if s.strip()]
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+#: Recorded when set; test_receive.py reads it.
+SETTLE = os.environ.get("BENCH_SETTLE")
 CACHE = Path(os.environ.get("BENCH_CACHE", "~/.cache/conda-pack-rs/bench")).expanduser()
 RESULTS = Path(os.environ.get("BENCH_RESULTS", REPO / "benches" / "results.json")).absolute()
 RECEIVE_TMPFS = os.environ.get("BENCH_RECEIVE_TMPFS", "/dev/shm")
@@ -297,6 +301,7 @@ def machine_info() -> dict:
             "BENCH_SIZES": ",".join(size_key(s) for s in SIZES),
             "BENCH_ROUNDS": ROUNDS,
             **({"BENCH_ADD": "1"} if ADD else {}),
+            **({"BENCH_SETTLE": SETTLE} if SETTLE is not None else {}),
             **({"BENCH_ARGS": shlex.join(args)} if args != ["benches"] else {}),
         },
         "argv": sys.argv,
