@@ -5,6 +5,7 @@ file must give what one uninterrupted relocation gives."""
 from __future__ import annotations
 
 import importlib
+import os
 
 import pytest
 from hypothesis import given, settings
@@ -130,3 +131,27 @@ def test_patching_strings_in_place_gives_what_rewriting_the_whole_file_gives(cas
         assert patched[off : off + len(old)] == old and len(repl) == len(old)
         patched[off : off + len(repl)] = repl
     assert bytes(patched) == want
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.binary(max_size=3000),
+    st.sampled_from(["same", "flip", "cut", "grow"]),
+    st.integers(0, 10**6),
+    st.integers(1, 20000),
+)
+def test_a_rewrite_starts_where_the_old_and_new_bytes_first_differ(data, how, at, longer):
+    """In-place rewrites write (and journal) only from the first changed byte: it must be
+    exactly where the two first differ, whatever the sizes (the search gallops over
+    chunks of 512 bytes and more)."""
+    data = data * (1 + longer // (len(data) or 1)) if data else data
+    new = bytearray(data)
+    if how == "flip" and data:
+        new[at % len(data)] ^= 1
+    elif how == "cut":
+        new = new[: at % (len(data) + 1)]
+    elif how == "grow":
+        new += b"x" * (1 + at % 100)
+    want = len(os.path.commonprefix([data, bytes(new)]))
+    assert cu._common_start(data, bytes(new)) == want
+    assert cu._common_start(bytes(new), data) == want

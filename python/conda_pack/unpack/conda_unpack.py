@@ -607,6 +607,27 @@ def _pwrite_all(fd, data, offset):
         done += n
 
 
+def _common_start(a, b):
+    """How many bytes ``a`` and ``b`` begin with in common: equal chunks of growing size
+    compared first, then the first unequal one halved down to its first difference."""
+    n = min(len(a), len(b))
+    lo, step = 0, 512
+    while lo < n:
+        hi = min(lo + step, n)
+        if a[lo:hi] != b[lo:hi]:
+            break
+        lo, step = hi, step * 2
+    else:
+        return n
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if a[lo:mid] == b[lo:mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
 def _read_all(fd, size):
     """The rest of the file: one read for a file of ``size`` bytes (a short read of a
     regular file is its end)."""
@@ -1358,7 +1379,12 @@ class _Relocation:
                 return False
             keep = _keeps_mtime(job.path)
             if in_place and max(len(data), len(new)) <= IN_PLACE_LIMIT:
-                batch.add(_Write(job, fd, st, [(0, data)], [(0, new)], len(data), len(new), keep))
+                # Only from the first change on: the bytes before it stay where they are.
+                k = _common_start(data, new)
+                old_tail, new_tail = memoryview(data)[k:], memoryview(new)[k:]
+                batch.add(
+                    _Write(job, fd, st, [(k, old_tail)], [(k, new_tail)], len(data), len(new), keep)
+                )
                 fd = None
                 return True
         finally:
