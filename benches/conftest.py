@@ -19,8 +19,8 @@ optional, from the environment:
   record, table and target in ``RESULTS.md`` names the run it comes from, whose machine,
   date, load and commit are listed at the top. For a part too long to run with the rest
   (``BENCH_ADD=1 BENCH_SIZES=3 make bench BENCH_ARGS=benches/test_receive.py``)
-- ``BENCH_SETTLE``: seconds the receiving end's disk cases wait after removing a round's
-  trees (default 365; see ``SETTLE`` in test_receive.py for why)
+- ``BENCH_SETTLE``: seconds the receiving end and unpacking wait after removing a round's
+  trees (default 365; see ``SETTLE`` in measure.py for why)
 - ``BENCH_ALLOW_DEBUG=1``: run even if the installed extension is a debug build
 - ``BENCH_RECEIVE_TMPFS``: a directory on a tmpfs into which the receiving end's tar.gz and
   tar.zst cases also extract, so that the results show what the disk costs (default

@@ -21,6 +21,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 TIME = "/usr/bin/time"
+#: ext4 without a journal (the disk of the machine these ran on) passes over recently freed
+#: inodes when it allocates new ones, looking each one up: an extraction right after a tree
+#: of 100,000 files was removed took up to 7x the CPU, all of it in the kernel (ours 7.1 s,
+#: then 33 s and 47 s round by round for the same tar.zst; `tar` 17 s, 35 s, 50 s). An inode
+#: counts as freed recently for 60 s, and for 360 s while its inode-table block is dirty,
+#: which allocating its neighbours makes it: 20,000 empty files took 0.7 s of kernel CPU on a
+#: settled disk, 3.6 s right after removing 300,000 files and syncing, 4.6 s 70 s later,
+#: 0.8 s 400 s later. So a benchmark that removed trees calls ``settle`` before it creates
+#: files on that disk again (``BENCH_SETTLE``).
+SETTLE = float(os.environ.get("BENCH_SETTLE", "365"))
 
 
 class CommandFailed(RuntimeError):
@@ -117,6 +127,13 @@ def command_output(argv: Sequence[str]) -> str:
         return f"unavailable ({exc})"
     text = (proc.stdout or proc.stderr).strip()
     return text.splitlines()[0] if text else ""
+
+
+def settle() -> None:
+    """Write out what is pending, then wait until the inodes freed so far no longer slow down
+    making new ones (``SETTLE``)."""
+    subprocess.run(["sync"], check=True)
+    time.sleep(SETTLE)
 
 
 def interleaved(benchmark, ours: Callable[[], None], others: list[Callable[[], None]], rounds: int):

@@ -5,7 +5,7 @@ a tar.gz of the same settings (the installer's payload).
 
 Before every measured command, ``sync`` (untimed) writes out what came before it, so that
 no tool pays for another's writeback; each round starts by removing both sides' trees and,
-on disk, waits six minutes (``SETTLE``) so that neither pays for the removal either.
+on disk, waits six minutes (``measure.settle``) so that neither pays for the removal either.
 Destinations of equal length, so that both sides rewrite prefixes of the same length.
 Only ours is timed by pytest-benchmark; both sides are recorded (wall, CPU, peak RSS) in
 the results.
@@ -21,10 +21,9 @@ import os
 import shutil
 import statistics
 import subprocess
-import time
 
 import pytest
-from measure import CommandFailed, interleaved, measure, remove
+from measure import CommandFailed, interleaved, measure, remove, settle
 
 CASES = {
     # case: (packer, archive suffix, tar flags)
@@ -33,16 +32,6 @@ CASES = {
     "0.9.2 tar.gz": ("0.9.2", "tar.gz", ["-xzf"]),
     "installer": ("ours", "sh", ["-xzf"]),
 }
-#: ext4 without a journal (the disk of the machine these ran on) passes over recently freed
-#: inodes when it allocates new ones, looking each one up: an extraction right after a tree
-#: of 100,000 files was removed took up to 7x the CPU, all of it in the kernel (ours 7.1 s,
-#: then 33 s and 47 s round by round for the same tar.zst; `tar` 17 s, 35 s, 50 s). An inode
-#: counts as freed recently for 60 s, and for 360 s while its inode-table block is dirty,
-#: which allocating its neighbours makes it: 20,000 empty files took 0.7 s of kernel CPU on a
-#: settled disk, 3.6 s right after removing 300,000 files and syncing, 4.6 s 70 s later,
-#: 0.8 s 400 s later. So each round removes both sides' trees, syncs, and lets this many
-#: seconds pass before anything is extracted to disk (``BENCH_SETTLE``).
-SETTLE = float(os.environ.get("BENCH_SETTLE", "365"))
 #: Cases also extracted into a tmpfs, named "CASE (tmpfs)".
 TMPFS_CASES = ["tar.gz", "tar.zst"]
 TMPFS = " (tmpfs)"
@@ -99,9 +88,9 @@ def test_receive(
         # Each round starts here (see `interleaved`): both trees go, then the disk settles.
         remove(dest_theirs.parent)
         remove(dest_ours.parent)
-        sync()
         if into == workdir:
-            time.sleep(SETTLE)
+            settle()
+        sync()
         dest_theirs.mkdir(parents=True)
         run = measure(["tar", *tar_flags, str(tarball), "-C", str(dest_theirs)])
         record["extract"].append(run.as_dict())
