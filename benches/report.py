@@ -139,9 +139,13 @@ def receive_runs(entry: dict) -> tuple[list[dict], list[dict]]:
 
 def receive_table(cases: dict) -> list[str]:
     """One step (``conda-pack unpack``, or the installer) against ``tar -x`` + conda-unpack,
-    extracting to disk and, for the cases that have a tmpfs twin, into a tmpfs."""
+    extracting to disk and, for the cases that have a tmpfs twin, into a tmpfs. Rows from
+    different runs (``BENCH_ADD``) say which."""
     header = ["archive", "into", "archive MB", "ours s", "ours CPU s", "ours peak RSS MB"]
     header += ["`tar -x` + conda-unpack s", "their CPU s", "ours faster", "CPU ratio"]
+    mixed = len({e.get("run", 1) for e in cases.values()}) > 1
+    if mixed:
+        header.append("run")
     rows = []
     for case, entry in cases.items():
         rec = entry["tools"]
@@ -159,6 +163,7 @@ def receive_table(cases: dict) -> list[str]:
                 ratio(speedup(theirs, ours)),
                 ratio(speedup(theirs, ours, "cpu")),
             ]
+            + ([str(entry.get("run", 1))] if mixed else [])
         )
     title = "### Receiving end: `conda-pack unpack` / `sh env.sh -p` in one step"
     lines = [title, ""] + table(header, rows)
