@@ -54,7 +54,7 @@ from tests.envfactory.cache import locked
 REPO = Path(__file__).resolve().parent.parent
 SIZES = [float(s) for s in os.environ.get("BENCH_SIZES", "1,3").split(",") if s.strip()]
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
-#: Recorded when set; test_receive.py reads it.
+#: Recorded in the results when set; measure.py reads it.
 SETTLE = os.environ.get("BENCH_SETTLE")
 CACHE = Path(os.environ.get("BENCH_CACHE", "~/.cache/conda-pack-rs/bench")).expanduser()
 RESULTS = Path(os.environ.get("BENCH_RESULTS", REPO / "benches" / "results.json")).absolute()

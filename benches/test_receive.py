@@ -89,8 +89,9 @@ def test_receive(
         remove(dest_theirs.parent)
         remove(dest_ours.parent)
         if into == workdir:
-            settle()
-        sync()
+            settle()  # syncs first
+        else:
+            sync()
         dest_theirs.mkdir(parents=True)
         run = measure(["tar", *tar_flags, str(tarball), "-C", str(dest_theirs)])
         record["extract"].append(run.as_dict())
